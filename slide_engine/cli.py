@@ -1,0 +1,266 @@
+"""Command-line plumbing shared by ``python -m slide_engine`` and ``python -m baselines``.
+
+Both CLIs take the same run flags, read the same YAML config layout (a ``run:`` section for
+:class:`~slide_engine.harness.RunSettings`, the rest for the method's config dataclass), accept the
+same ``--set dotted.key=value`` overrides, and turn every user-fixable error into one line on
+stderr and a non-zero exit status (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from slide_engine.errors import ConfigError, SuiteError
+from slide_engine.harness import RunSettings
+
+__all__ = [
+    "add_run_arguments",
+    "from_dict",
+    "load_config",
+    "main_guard",
+    "run_settings",
+    "to_dict",
+]
+
+T = TypeVar("T")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags every training CLI shares to ``parser``."""
+    parser.add_argument("--train", required=True, help="training set: XC text (.txt) or .npz cache")
+    parser.add_argument("--test", required=True, help="test set: XC text (.txt) or .npz cache")
+    parser.add_argument(
+        "--out", required=True, help="curve CSV to write (sidecar: same name .json)"
+    )
+    parser.add_argument("--threads", type=int, help="threads to use (default: config or 1)")
+    parser.add_argument("--seed", type=int, help="seed of batch order, eval subset and model")
+    parser.add_argument("--epochs", type=int, help="passes over the training set")
+    parser.add_argument("--time-budget", type=float, help="stop after this many training seconds")
+    parser.add_argument("--eval-every", type=int, help="evaluate every this many iterations")
+    parser.add_argument("--dataset-name", help="dataset name written in the curve rows")
+    parser.add_argument("--checkpoint", help="checkpoint file (default: <out>.ckpt.npz)")
+    parser.add_argument("--config", help="YAML config file (run: section + method settings)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, dotted keys (e.g. run.batch_size=256); repeatable",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(config_file: str | None, sets: Sequence[str]) -> dict[str, Any]:
+    """Read a YAML config and apply ``KEY=VALUE`` overrides (values parsed as YAML scalars).
+
+    Parameters
+    ----------
+    config_file : str or None
+        Path of a YAML mapping, or None for an empty config.
+    sets : sequence of str
+        Overrides such as ``"output.hash.K=6"`` or ``"run.batch_size=256"``.
+
+    Returns
+    -------
+    dict
+        The nested config.
+    """
+    tree: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path} must hold a mapping, not {type(loaded).__name__}"
+            )
+        tree = loaded or {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML") from err
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], mapping: Mapping[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a (nested) mapping, checking names and types.
+
+    Parameters
+    ----------
+    cls : dataclass type
+        Target type; nested dataclass fields take nested mappings.
+    mapping : mapping
+        Values to set; missing fields keep their defaults.
+    where : str
+        Prefix used in error messages (the dotted path of this section).
+
+    Returns
+    -------
+    cls
+        The instance (its ``__post_init__`` validation, if any, has run).
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a value of the wrong type, or a value the dataclass rejects.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in mapping.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass instance as a plain nested dict (for provenance and checkpoints)."""
+    return dataclasses.asdict(obj)
+
+
+def run_settings(args: argparse.Namespace, config: Mapping[str, Any]) -> RunSettings:
+    """Combine the config's ``run:`` section with the command-line flags (flags win)."""
+    section = dict(config.get("run") or {})
+    flags = {
+        "threads": args.threads,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "time_budget_s": args.time_budget,
+        "eval_every": args.eval_every,
+        "dataset": args.dataset_name,
+    }
+    section.update({k: v for k, v in flags.items() if v is not None})
+    if "dataset" not in section:
+        section["dataset"] = Path(args.train).parent.name or "unknown"
+    settings = from_dict(RunSettings, section, "run")
+    for name in ("batch_size", "epochs", "eval_every", "threads"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"run.{name} must be >= 1, got {getattr(settings, name)}")
+    return settings
+
+
+def main_guard(main: Callable[[Sequence[str] | None], int]) -> Callable[[], None]:
+    """Wrap a CLI ``main(argv) -> status`` with logging set-up and clean error exits.
+
+    A :class:`SuiteError` prints ``error: <message>`` and exits with its ``exit_code`` (2, or 3
+    for a missing GPU); ``OSError`` (disk full, permissions) prints one line and exits 2;
+    Ctrl-C exits 130. With ``--debug`` in ``sys.argv`` errors keep their traceback.
+    """
+
+    def wrapped() -> None:
+        debug = "--debug" in sys.argv
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+        )
+        try:
+            code = main(sys.argv[1:])
+        except SuiteError as err:
+            if debug:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except OSError as err:
+            if debug:
+                raise
+            print(
+                f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr
+            )
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code)
+
+    return wrapped

@@ -1,0 +1,394 @@
+"""The one training loop every method runs in: batch order, clock, evaluation, checkpoints.
+
+SLIDE and the TensorFlow baselines implement :class:`Trainable`; :func:`run` drives them, so all
+methods see the same batches in the same order, are evaluated on the same seeded test subset with
+the same metric code, and are timed by the same clock. The clock (``train_seconds``) accumulates
+``perf_counter`` stamps around :meth:`Trainable.train_batch` only: building the network, JIT
+warm-up, parsing and evaluation are excluded, as in the SLIDE paper (and unlike its published
+TensorFlow timer, which included feeding).
+
+A run is resumable: at evaluation points, once ``checkpoint_every_s`` wall seconds have passed,
+the model state and the loop position are checkpointed atomically. Re-running the same command
+reloads the checkpoint, cuts the curve back to it and continues; an unreadable checkpoint is
+reported and the run starts again from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slide_engine.data import XCData
+from slide_engine.errors import SuiteError
+from slide_engine.metrics import precision_at_k
+from slide_engine.runlog import CurveLog, provenance, read_sidecar, write_sidecar
+
+__all__ = ["OutputError", "RunResult", "RunSettings", "Trainable", "epoch_order", "run"]
+
+log = logging.getLogger("slide_engine.harness")
+
+_KS = (1, 3, 5)
+_EVAL_SEED_SALT = 7_919  # keeps the evaluation subset independent of the batch order
+
+
+class OutputError(SuiteError):
+    """The output folder cannot be written (missing, read-only, or full)."""
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What a method must provide to be trained and timed by :func:`run`.
+
+    Attributes
+    ----------
+    method : str
+        Method name written in every curve row (e.g. ``"slide"``, ``"tf-full"``).
+    device : str
+        The device actually used (``"cpu"`` or ``"gpu"``).
+    """
+
+    method: str
+    device: str
+
+    def prepare(self, train: XCData) -> None:
+        """Build the model for ``train`` (untimed; recorded as start-up)."""
+
+    def warmup(self, rows: np.ndarray) -> None:
+        """Compile/trace on one batch of train rows ``(batch,)`` without changing the state."""
+
+    def train_batch(self, rows: np.ndarray) -> float:
+        """One optimiser step on train rows ``(batch,)``; return the batch's mean loss (timed)."""
+
+    def predict_topk(self, data: XCData, k: int) -> np.ndarray:
+        """Top-``k`` label ids ``(n, k)`` int32 from a dense forward over all labels."""
+
+    def stats(self) -> dict[str, float]:
+        """Extra curve columns describing the work since the previous call."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every array needed to resume bit-identically (weights, optimiser, hashes, RNG)."""
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
+
+    def is_finite(self) -> bool:
+        """Whether every weight is finite."""
+
+
+@dataclass
+class RunSettings:
+    """How long to train, how often to evaluate and checkpoint.
+
+    Every field can be set from a config file's ``run:`` section or ``--set run.<field>=...``.
+    """
+
+    #: samples per optimiser step (the paper's 128)
+    batch_size: int = 128
+    #: passes over the training set
+    epochs: int = 1
+    #: stop once this many training seconds have accumulated (None = no budget)
+    time_budget_s: float | None = None
+    #: evaluate every this many iterations (and at the end of every epoch)
+    eval_every: int = 50
+    #: size of the seeded test subset used during training (the paper: 20 batches of 128)
+    eval_points: int = 2560
+    #: test points scored at the end; 0 = the whole test set
+    final_eval_points: int = 0
+    #: seeds the batch order, the evaluation subset and the model
+    seed: int = 0
+    #: minimum wall seconds between checkpoints (checkpoints are taken at evaluation points)
+    checkpoint_every_s: float = 60.0
+    #: stop after this many iterations (None = run the epochs); for benchmarks and tests
+    max_iterations: int | None = None
+    #: also score with hashing at inference when the method supports it (extra columns)
+    eval_lsh: bool = False
+    #: dataset name written in every curve row
+    dataset: str = "unknown"
+    #: threads the method was given (recorded; the method applies it)
+    threads: int = 1
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    status: str  # done | diverged | timeout
+    stop_reason: str
+    iterations: int
+    train_seconds: float
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+def epoch_order(n_train: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the ``n_train`` training points.
+
+    Returns
+    -------
+    ndarray, shape (n_train,), int64
+        A permutation, identical on every platform for the same ``(seed, epoch)``.
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n_train)
+
+
+def eval_subset(n_test: int, n_points: int, seed: int) -> np.ndarray:
+    """Seeded, sorted subset of ``min(n_points, n_test)`` test rows; all rows if ``n_points<=0``."""
+    if n_points <= 0 or n_points >= n_test:
+        return np.arange(n_test)
+    rng = np.random.default_rng([seed, _EVAL_SEED_SALT])
+    return np.sort(rng.choice(n_test, size=n_points, replace=False))
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"cannot write to output folder {folder} ({err.strerror or err}); "
+            "choose another --out or free space; nothing was changed"
+        ) from err
+
+
+class _Loop:
+    """Mutable position of a run; what a checkpoint stores besides the model state."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.batch = 0  # next batch index within the epoch
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.loss_sum = 0.0
+        self.loss_count = 0
+
+    def meta(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def restore(self, meta: Mapping[str, Any]) -> None:
+        for key in vars(self):
+            setattr(self, key, type(getattr(self, key))(meta[key]))
+
+
+def _evaluate(model: Trainable, data: XCData, settings: RunSettings) -> dict[str, float]:
+    k = min(max(_KS), data.n_labels)
+    topk = model.predict_topk(data, k)
+    p = precision_at_k(topk, data.y_indptr, data.y_indices, ks=[x for x in _KS if x <= k])
+    row = {f"p_at_{x}": p.get(x, math.nan) for x in _KS}
+    predict_lsh = getattr(model, "predict_topk_lsh", None)
+    if settings.eval_lsh and predict_lsh is not None:
+        p_lsh = precision_at_k(predict_lsh(data, k), data.y_indptr, data.y_indices, ks=[1])
+        row["p_at_1_lsh"] = p_lsh[1]
+    return row
+
+
+def run(
+    model: Trainable,
+    train: XCData,
+    test: XCData,
+    settings: RunSettings,
+    out_csv: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    extra_provenance: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Train ``model`` on ``train``, evaluating on ``test``, writing the curve and its sidecar.
+
+    Parameters
+    ----------
+    model : Trainable
+        The method to train (not yet prepared).
+    train, test : XCData
+        Training and test sets (already shuffled).
+    settings : RunSettings
+        Length, evaluation and checkpoint cadence.
+    out_csv : path-like
+        Curve CSV; the sidecar is the same path with suffix ``.json``.
+    config : mapping
+        The method's full configuration (recorded, hashed, and checked on resume).
+    checkpoint_path : path-like, optional
+        Where to keep the checkpoint; default ``<out_csv>.ckpt.npz``.
+    extra_provenance : mapping, optional
+        Method-specific provenance (e.g. TensorFlow build info, device name).
+
+    Returns
+    -------
+    RunResult
+        Status, reason, iterations and training seconds.
+    """
+    out_csv = Path(out_csv)
+    sidecar = out_csv.with_suffix(".json")
+    ckpt = Path(checkpoint_path) if checkpoint_path else out_csv.with_suffix(".ckpt.npz")
+    _check_writable(out_csv.parent)
+    _check_writable(ckpt.parent)
+    full_config = {"run": asdict(settings), **dict(config)}
+    prov = provenance(full_config, settings.threads, model.device)
+    prov.update(dict(extra_provenance or {}))
+
+    previous = read_sidecar(sidecar)
+    if previous and previous.get("status") in ("done", "diverged", "timeout") and out_csv.exists():
+        if previous.get("provenance", {}).get("config_hash") == prov["config_hash"]:
+            log.info("%s already finished (%s); nothing to do", out_csv, previous["status"])
+            curve = CurveLog(out_csv)
+            curve.load()
+            return RunResult(
+                previous["status"],
+                previous.get("stop_reason", ""),
+                int(previous.get("iterations", 0)),
+                float(previous.get("train_seconds", 0.0)),
+                curve.rows,
+            )
+
+    t_start = time.perf_counter()
+    model.prepare(train)
+    startup_seconds = time.perf_counter() - t_start
+
+    eval_rows = eval_subset(test.n_points, settings.eval_points, settings.seed)
+    eval_data = test.take(eval_rows)
+    final_rows = eval_subset(test.n_points, settings.final_eval_points, settings.seed)
+    final_data = test if len(final_rows) == test.n_points else test.take(final_rows)
+
+    batch_size = settings.batch_size
+    n_batches = max(1, math.ceil(train.n_points / batch_size))
+    loop = _Loop()
+    curve = CurveLog(out_csv)
+    resumed = False
+    if ckpt.exists():
+        try:
+            state, meta = load_checkpoint(ckpt)
+            if meta.get("config_hash") != prov["config_hash"]:
+                raise CheckpointError(f"checkpoint {ckpt} belongs to another configuration")
+            model.load_state_dict(state)
+            loop.restore(meta["loop"])
+            curve.load(up_to_iteration=loop.iteration)
+            resumed = True
+            log.info("resumed from %s at iteration %d", ckpt, loop.iteration)
+        except (CheckpointError, KeyError, ValueError, TypeError) as err:
+            log.warning("ignoring checkpoint: %s; starting from scratch", err)
+            ckpt.unlink(missing_ok=True)
+            model.prepare(train)
+            loop = _Loop()
+    if not resumed:
+        curve.rows = []
+
+    def base_row(eval_set: str, n_eval: int) -> dict[str, Any]:
+        return {
+            "method": model.method,
+            "dataset": settings.dataset,
+            "device": model.device,
+            "threads": settings.threads,
+            "seed": settings.seed,
+            "epoch": loop.epoch,
+            "iteration": loop.iteration,
+            "train_seconds": loop.train_seconds,
+            "eval_set": eval_set,
+            "eval_points": n_eval,
+        }
+
+    def write_sidecar_now(status: str, reason: str) -> None:
+        write_sidecar(
+            sidecar,
+            {
+                "status": status,
+                "stop_reason": reason,
+                "iterations": loop.iteration,
+                "train_seconds": loop.train_seconds,
+                "startup_seconds": startup_seconds,
+                "resumed": resumed,
+                "provenance": prov,
+                "config": full_config,
+            },
+        )
+
+    def record(eval_set: str, data: XCData) -> None:
+        row = base_row(eval_set, data.n_points)
+        row["loss"] = loop.loss_sum / loop.loss_count if loop.loss_count else math.nan
+        loop.loss_sum, loop.loss_count = 0.0, 0
+        t0 = time.perf_counter()
+        row.update(_evaluate(model, data, settings))
+        row["eval_seconds"] = time.perf_counter() - t0
+        row.update(model.stats())
+        curve.append(row)
+        log.info(
+            "%s %s epoch %d it %d  train %.1fs  P@1 %.4f  loss %.4f",
+            model.method,
+            settings.dataset,
+            loop.epoch,
+            loop.iteration,
+            loop.train_seconds,
+            row["p_at_1"],
+            row["loss"],
+        )
+
+    last_ckpt = time.monotonic()
+
+    def maybe_checkpoint(force: bool = False) -> None:
+        nonlocal last_ckpt
+        if not force and time.monotonic() - last_ckpt < settings.checkpoint_every_s:
+            return
+        meta = {"config_hash": prov["config_hash"], "loop": loop.meta()}
+        save_checkpoint(ckpt, model.state_dict(), meta)
+        write_sidecar_now("running", "checkpointed")
+        last_ckpt = time.monotonic()
+
+    model.warmup(epoch_order(train.n_points, settings.seed, 0)[:batch_size])
+    if not resumed:
+        record("subset", eval_data)
+    write_sidecar_now("running", "started")
+
+    status, reason = "done", f"completed {settings.epochs} epochs"
+    budget = settings.time_budget_s
+    max_it = settings.max_iterations
+    stop = False
+    while loop.epoch < settings.epochs and not stop:
+        order = epoch_order(train.n_points, settings.seed, loop.epoch)
+        while loop.batch < n_batches:
+            rows = order[loop.batch * batch_size : (loop.batch + 1) * batch_size]
+            t0 = time.perf_counter()
+            loss = model.train_batch(rows)
+            loop.train_seconds += time.perf_counter() - t0
+            loop.batch += 1
+            loop.iteration += 1
+            if not math.isfinite(loss):
+                status, reason = "diverged", f"non-finite loss at iteration {loop.iteration}"
+                stop = True
+                break
+            loop.loss_sum += loss
+            loop.loss_count += 1
+            end_of_epoch = loop.batch == n_batches
+            if end_of_epoch:
+                loop.epoch, loop.batch = loop.epoch + 1, 0
+            if budget is not None and loop.train_seconds >= budget:
+                status, reason = "timeout", f"time budget of {budget:g} s reached"
+                stop = True
+            if max_it is not None and loop.iteration >= max_it:
+                status, reason = "done", f"reached {max_it} iterations"
+                stop = True
+            if loop.iteration % settings.eval_every == 0 or end_of_epoch or stop:
+                if not model.is_finite():
+                    status = "diverged"
+                    reason = f"non-finite weights at iteration {loop.iteration}"
+                    stop = True
+                    break
+                record("subset", eval_data)
+                if not stop:
+                    maybe_checkpoint()
+            if stop or end_of_epoch:
+                break
+
+    if status != "diverged":
+        record("full", final_data)
+    else:
+        log.warning("%s %s: %s", model.method, settings.dataset, reason)
+    write_sidecar_now(status, reason)
+    ckpt.unlink(missing_ok=True)
+    return RunResult(status, reason, loop.iteration, loop.train_seconds, curve.rows)
