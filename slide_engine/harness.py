@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from slide_engine.data import XCData
+from slide_engine.data.xcdata import XCData
 from slide_engine.errors import SuiteError
 from slide_engine.metrics import precision_at_k
 from slide_engine.runlog import CurveLog, provenance, read_sidecar, write_sidecar
