@@ -1,0 +1,25 @@
+# The benchmark pipeline: prepare datasets, train every grid point, aggregate, plot, report.
+# Experiment settings: config/config.yaml (schema: workflow/schemas/config.schema.yaml).
+# Runtime settings: profiles/default (used automatically), profiles/slurm, profiles/kubernetes.
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/summary.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,193 @@
+# Helpers of the pipeline: config validation, the run grid, paths and per-rule parameters.
+# Rules call only the get_* functions below; nothing here runs a job.
+import re
+import shlex
+
+from snakemake.utils import validate
+
+DATASET_SOURCES = ("registry", "synthetic", "train", "zip")
+ENGINE_COMMANDS = {
+    "slide": ["python", "-m", "slide_engine", "train"],
+    "tf-full": ["python", "-m", "baselines", "train", "--model", "full"],
+    "tf-sampled": ["python", "-m", "baselines", "train", "--model", "sampled"],
+}
+RUN = "{method}-{device}-t{threads}-s{seed}"
+CURVE = f"results/curves/{{dataset}}/{RUN}.csv"
+SIDECAR = f"results/curves/{{dataset}}/{RUN}.json"
+# The engine writes its curve and checkpoint here, outside the declared outputs: Snakemake
+# deletes the outputs of a killed job, and a rerun must find the checkpoint to resume from.
+WORK_CURVE = f"results/checkpoints/{{dataset}}/{RUN}/curve.csv"
+PREPARED = "data/prepared/{dataset}"
+FIGURES = ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy")
+
+
+def check_dataset_sources(datasets):
+    """Fail with one clear sentence when a dataset does not name exactly one source."""
+    for name, entry in datasets.items():
+        given = [key for key in DATASET_SOURCES if key in entry]
+        if len(given) != 1:
+            raise ValueError(
+                f"dataset '{name}' must set exactly one of registry, synthetic, train (+ test) "
+                f"or zip; it sets {given or 'none'}"
+            )
+        if ("train" in entry) != ("test" in entry):
+            raise ValueError(f"dataset '{name}' must set both train and test (XC text files)")
+
+
+def check_target(cfg):
+    """The time-to-accuracy target needs an absolute P@1 or a reference method of this config."""
+    target = cfg["target"]
+    if target["p_at_1"] is None and target["reference"] not in cfg["methods"]:
+        raise ValueError(
+            f"target.reference '{target['reference']}' is not a method of this config "
+            f"(methods: {', '.join(cfg['methods'])}); name one of them or set target.p_at_1"
+        )
+
+
+check_dataset_sources(config.get("datasets", {}))
+validate(config, schema="../schemas/config.schema.yaml")
+check_target(config)
+
+
+def get_run_grid():
+    """Every grid point as a dict (dataset, method, device, threads, seed), in a stable order."""
+    grid = config["grid"]
+    runs = []
+    for dataset in config["datasets"]:
+        for method, spec in config["methods"].items():
+            for device in grid["devices"]:
+                if device not in spec["devices"]:
+                    continue
+                threads = spec["threads"]
+                if threads is None:
+                    gpu_threads = grid["gpu_threads"]
+                    use_gpu_threads = device == "gpu" and gpu_threads is not None
+                    threads = gpu_threads if use_gpu_threads else grid["threads"]
+                for n_threads in threads:
+                    for seed in grid["seeds"]:
+                        runs.append(
+                            dict(dataset=dataset, method=method, device=device,
+                                 threads=n_threads, seed=seed)
+                        )
+    if not runs:
+        raise ValueError("the run grid is empty: no method runs on any of grid.devices")
+    return runs
+
+
+RUNS = get_run_grid()
+
+
+wildcard_constraints:
+    dataset="|".join(map(re.escape, config["datasets"])),
+    method="|".join(map(re.escape, config["methods"])),
+    device="cpu|gpu",
+    threads=r"\d+",
+    seed=r"\d+",
+    figure="|".join(FIGURES),
+
+
+def get_runs(dataset=None):
+    """Grid points, optionally of one dataset."""
+    return [run for run in RUNS if dataset is None or run["dataset"] == dataset]
+
+
+def get_curves(wildcards=None):
+    """Curve CSVs of every grid point."""
+    return [CURVE.format(**run) for run in get_runs()]
+
+
+def get_sidecars(wildcards=None):
+    """Sidecar JSONs of every grid point."""
+    return [SIDECAR.format(**run) for run in get_runs()]
+
+
+def get_benchmarks(wildcards=None):
+    """Benchmark records (peak memory, CPU time) of every training job."""
+    return [f"results/benchmarks/curves/{run['dataset']}/{RUN.format(**run)}.tsv" for run in get_runs()]
+
+
+def get_dataset_stats(wildcards=None):
+    """Statistics JSON of every prepared dataset."""
+    return [f"{PREPARED.format(dataset=name)}/stats.json" for name in config["datasets"]]
+
+
+def get_final_outputs():
+    """What `snakemake` builds by default: summary, every figure (PNG and SVG), environment."""
+    figures = [
+        f"results/plots/{dataset}/{figure}.{ext}"
+        for dataset in config["datasets"]
+        for figure in FIGURES
+        for ext in ("png", "svg")
+    ]
+    return ["results/summary.csv", "results/environment.json", *figures]
+
+
+def get_prepare_inputs(wildcards):
+    """Local files a dataset is made from (none for synthetic data and downloads)."""
+    entry = config["datasets"][wildcards.dataset]
+    if "train" in entry:
+        return {"train": entry["train"], "test": entry["test"]}
+    if "zip" in entry:
+        return {"archive": entry["zip"]}
+    if entry.get("archive"):
+        return {"archive": entry["archive"]}
+    return {}
+
+
+def get_dataset_spec(wildcards):
+    """The config entry of a dataset, as the prepare script reads it."""
+    return config["datasets"][wildcards.dataset]
+
+
+def get_train_threads(wildcards):
+    """A training job holds exactly the cores it trains with."""
+    return int(wildcards.threads)
+
+
+def get_train_command(wildcards):
+    """The engine or baseline command line of one grid point (without --out)."""
+    spec = config["methods"][wildcards.method]
+    budget = config["budget"]
+    prepared = PREPARED.format(dataset=wildcards.dataset)
+    argv = list(ENGINE_COMMANDS[spec["engine"]])
+    if spec["engine"] != "slide":
+        argv += ["--device", wildcards.device]
+    argv += [
+        "--train", f"{prepared}/train.npz",
+        "--test", f"{prepared}/test.npz",
+        "--threads", wildcards.threads,
+        "--seed", wildcards.seed,
+        "--epochs", str(budget["epochs"]),
+        "--eval-every", str(budget["eval_every"]),
+        "--dataset-name", wildcards.dataset,
+    ]
+    if budget["time_budget"] is not None:
+        argv += ["--time-budget", str(budget["time_budget"])]
+    if spec["config"]:
+        argv += ["--config", spec["config"]]
+    settings = {
+        "run.batch_size": budget["batch_size"],
+        "run.eval_points": budget["eval_points"],
+        **spec["set"],
+    }
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={yaml_scalar(value)}"]
+    return shlex.join(argv)
+
+
+def yaml_scalar(value):
+    """A config value as the engine's `--set key=value` parses it (YAML scalars)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def get_method_config_files(wildcards):
+    """The method's --config file, if any, so editing it reruns the method."""
+    path = config["methods"][wildcards.method]["config"]
+    return [path] if path else []
+
+
+def get_plot_settings(wildcards=None):
+    """What the figures need besides the data: method order and the accuracy target."""
+    return {"methods": list(config["methods"]), "target": config["target"]}

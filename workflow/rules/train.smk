@@ -1,0 +1,43 @@
+# Training: one job per grid point. Timed jobs hold the `timed_slot` resource (profiles/default
+# allows one at a time) and exactly their thread count, so no two timed runs share the machine.
+# GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool.
+# The engine writes into results/checkpoints/ (not a declared output, so a killed job keeps its
+# checkpoint and partial curve and a rerun resumes); `slide_engine.report finalize-run` then
+# publishes the curve, or records a failed run when a baseline exits 3 (no GPU visible).
+
+
+rule train_cpu:
+    input:
+        train=f"{PREPARED}/train.npz",
+        test=f"{PREPARED}/test.npz",
+        method_config=get_method_config_files,
+    output:
+        curve=CURVE,
+        sidecar=SIDECAR,
+    params:
+        command=get_train_command,
+        work=WORK_CURVE,
+    log:
+        f"results/logs/curves/{{dataset}}/{RUN}.log",
+    benchmark:
+        f"results/benchmarks/curves/{{dataset}}/{RUN}.tsv"
+    wildcard_constraints:
+        device="cpu",
+    threads: get_train_threads
+    resources:
+        timed_slot=1,
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "mkdir -p $(dirname {params.work}); rc=0; "
+        "{params.command} --out {params.work} > {log} 2>&1 || rc=$?; "
+        "python -m slide_engine.report finalize-run --exit-code $rc --log {log} "
+        "--work {params.work} --curve {output.curve} --sidecar {output.sidecar} >> {log} 2>&1"
+
+
+use rule train_cpu as train_gpu with:
+    wildcard_constraints:
+        device="gpu",
+    resources:
+        timed_slot=1,
+        gpu=1,
