@@ -1,0 +1,104 @@
+"""LSH for SLIDE: hash families, compact tables and active-set selection as Numba kernels.
+
+API (kernels are ``@njit`` over plain arrays and NamedTuples of arrays, callable from other njit
+code, e.g. inside a ``prange`` loop over samples; n neurons, d input dim, l tables, k codes, B
+buckets per table, T threads)::
+
+    hf = make_hash_functions(family, dim, k, l, n_buckets, seed, packing="concat", bin_size=8,
+                             code_bits=None, simhash_density=1/3, minhash_topk=32)
+                                            # family: simhash | wta | dwta | minhash
+                                            # packing: concat | reference-overlap-2bit
+    hash_scratch_sizes(hf) -> (n_float, n_int)
+    hash_codes_dense(hf, x (d,) f32, fbuf (n_float,) f32, codes (k*l,) i32)           [njit]
+    hash_codes_sparse(hf, x_idx (nnz,) i32, x_val (nnz,) f32, fbuf, codes)           [njit]
+    pack_codes(hf, codes (k*l,) i32, buckets (l,) i32)                                [njit]
+    hash_dense(hf, x, fbuf, codes, buckets (l,) i32)                                  [njit]
+    hash_sparse(hf, x_idx, x_val, fbuf, codes, buckets)                               [njit]
+    hash_rows(hf, weights (n, d) f32, rows (m,) i32, out (l, m) i32)       # parallel over rows
+
+    tables = allocate_tables(n, l, hf.n_buckets, capacity=128, replacement="fifo"|"reservoir",
+                             rng_states (l,) u64)
+    tables.bucket_of (l, n) i32 <- hash_rows(hf, W, arange(n), tables.bucket_of)
+    build_tables(tables)                                  # [njit, parallel over tables]
+    reinsert(tables, rows (m,) i32, new_buckets (l, m) i32)   # [njit, parallel over tables]
+    bucket_ids(tables, t, b) -> int32 view                                            [njit]
+
+    policy = make_policy("union"|"threshold"|"vanilla"|"topk-count"|"random"|"exact-topk",
+                         min_active=1000, threshold=2, budget=1000)
+    scr = make_scratch(hf, tables, n_threads, seed)       # SelectScratch, one row per thread
+    out = np.empty(out_capacity(policy, tables, max_labels), np.int32)   # one per thread
+    n_active = query_dense(hf, tables, policy, x (d,) f32, labels (m,) i32,
+                           weights (n, d) f32, scr, tid, out)                          [njit]
+    n_active = query_sparse(hf, tables, policy, x_idx, x_val, labels, weights, scr, tid, out)
+    select_active(policy, tables, buckets (l,), labels, scr, tid, out)  # already hashed  [njit]
+    select_union / select_threshold / select_vanilla / select_topk_count / select_random /
+    select_exact_topk / select_exact_topk_sparse                                       [njit]
+
+    LSHIndex(n, d, family="dwta", k=6, l=50, n_buckets=2**18, capacity=128,
+             replacement="fifo", seed=0, n_threads=None, **family_options)
+        .build(W) .redraw(W, seed) .reinsert(W, rows) .query(x, labels, policy, weights)
+        .make_scratch(T) .bucket(t, b) .nbytes .hash_functions .tables
+
+    ReferenceSchedule(rebuild_every=50, redraw_every=1000), DecayingSchedule(first_interval=50,
+    growth=1.5, redraw_every=0): .should_rebuild(it) .should_redraw(it) .action(it)
+
+Worker ``tid`` must use only row ``tid`` of the scratch and its own ``out``. Serial calls are
+bit-deterministic for a seed; build and reinsert are deterministic for any thread count.
+"""
+
+from .families import (
+    FAMILIES,
+    PACKINGS,
+    HashFunctions,
+    hash_scratch_sizes,
+    make_hash_functions,
+)
+from .hashing import (
+    densify,
+    hash_codes_dense,
+    hash_codes_sparse,
+    hash_dense,
+    hash_rows,
+    hash_sparse,
+    pack_codes,
+)
+from .index import LSHIndex, numba_threads
+from .schedule import DecayingSchedule, ReferenceSchedule
+from .selection import (
+    POLICIES,
+    SelectPolicy,
+    SelectScratch,
+    make_policy,
+    make_scratch,
+    out_capacity,
+    query_dense,
+    query_sparse,
+    select_active,
+    select_exact_topk,
+    select_exact_topk_sparse,
+    select_random,
+    select_threshold,
+    select_topk_count,
+    select_union,
+    select_vanilla,
+)
+from .tables import (
+    REPLACEMENTS,
+    TableArrays,
+    allocate_tables,
+    bucket_ids,
+    build_tables,
+    reinsert,
+    tables_nbytes,
+)
+
+__all__ = [
+    "FAMILIES", "PACKINGS", "POLICIES", "REPLACEMENTS", "DecayingSchedule", "HashFunctions",
+    "LSHIndex", "ReferenceSchedule", "SelectPolicy", "SelectScratch", "TableArrays",
+    "allocate_tables", "bucket_ids", "build_tables", "densify", "hash_codes_dense",
+    "hash_codes_sparse", "hash_dense", "hash_rows", "hash_scratch_sizes", "hash_sparse",
+    "make_hash_functions", "make_policy", "make_scratch", "numba_threads", "out_capacity",
+    "pack_codes", "query_dense", "query_sparse", "reinsert", "select_active",
+    "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
+    "select_topk_count", "select_union", "select_vanilla", "tables_nbytes",
+]

@@ -1,0 +1,346 @@
+"""Hashing kernels: input vector -> K*L codes -> L bucket indices (njit, allocation-free).
+
+Dense inputs are float32 (d,); sparse inputs are (indices int32 (nnz,), sorted ascending, no
+duplicates; values float32 (nnz,)). For every family the sparse kernel returns exactly what the
+dense kernel returns on the densified vector. Scratch buffers come from
+:func:`~slide_engine.lsh.families.hash_scratch_sizes`.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .families import (
+    FAMILY_DWTA,
+    FAMILY_SIMHASH,
+    FAMILY_WTA,
+    PACK_CONCAT,
+    HashFunctions,
+    hash_scratch_sizes,
+)
+from .rng import hash3
+
+_EMPTY = -1
+_MAX_PROBES = 64
+_LOW31 = np.uint64(0x7FFFFFFF)
+_S33 = np.uint64(33)
+
+
+@njit(cache=True)
+def _simhash(hf, x_idx, x_val, acc, codes):
+    n_fun = hf.k * hf.l
+    acc[:n_fun] = 0.0
+    proj = hf.proj
+    for q in range(x_idx.shape[0]):
+        v = x_val[q]
+        if v != 0.0:
+            row = proj[x_idx[q]]
+            for f in range(n_fun):
+                acc[f] += v * np.float32(row[f])
+    for f in range(n_fun):
+        codes[f] = 1 if acc[f] > 0.0 else 0
+
+
+@njit(cache=True)
+def _simhash_dense(hf, x, acc, codes):
+    n_fun = hf.k * hf.l
+    acc[:n_fun] = 0.0
+    proj = hf.proj
+    for j in range(hf.dim):
+        v = x[j]
+        if v != 0.0:
+            row = proj[j]
+            for f in range(n_fun):
+                acc[f] += v * np.float32(row[f])
+    for f in range(n_fun):
+        codes[f] = 1 if acc[f] > 0.0 else 0
+
+
+@njit(cache=True)
+def _wta_slots(hf, slot_val, codes, skip_zero):
+    # Argmax position per bin, lowest position on ties; with ``skip_zero`` zeros are absent (DWTA)
+    # and a bin without a nonzero is marked empty.
+    m = hf.bin_size
+    for f in range(hf.k * hf.l):
+        best = np.float32(0.0)
+        arg = _EMPTY
+        for p in range(m):
+            v = slot_val[f * m + p]
+            if skip_zero and v == 0.0:
+                continue
+            if arg == _EMPTY or v > best:
+                best = v
+                arg = p
+        codes[f] = arg
+
+
+@njit(cache=True)
+def _gather_dense(hf, x, slot_val):
+    bins = hf.bins
+    m = hf.bin_size
+    for f in range(hf.k * hf.l):
+        for p in range(m):
+            slot_val[f * m + p] = x[bins[f, p]]
+
+
+@njit(cache=True)
+def _gather_sparse(hf, x_idx, x_val, slot_val):
+    n_slot = hf.k * hf.l * hf.bin_size
+    slot_val[:n_slot] = 0.0
+    for q in range(x_idx.shape[0]):
+        j = x_idx[q]
+        for s in range(hf.inv_ptr[j], hf.inv_ptr[j + 1]):
+            slot_val[hf.inv_slot[s]] = x_val[q]
+
+
+@njit(cache=True)
+def densify(codes: np.ndarray, n_fun: int, seed: np.uint64) -> None:
+    """Fill empty codes (``-1``) from non-empty ones, in place (optimal densification).
+
+    Empty code ``i`` takes the code of bin ``h(i, 1), h(i, 2), ...`` (a keyed hash into
+    ``[0, n_fun)``), the first that was non-empty *before* densification (Shrivastava 2017; Chen &
+    Shrivastava 2018 for DWTA). After 64 misses it scans forward from the last probe, so the cost is
+    bounded. If every code is empty (e.g. a zero vector) all codes become 0.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        int32 (>= n_fun,); entries ``< 0`` are empty.
+    n_fun : int
+        Number of codes (k*l).
+    seed : numpy.uint64
+        Densification key.
+    """
+    n_full = 0
+    for i in range(n_fun):
+        if codes[i] >= 0:
+            n_full += 1
+    if n_full == n_fun:
+        return
+    if n_full == 0:
+        codes[:n_fun] = 0
+        return
+    # Borrowed codes are stored as -(c + 2) so "non-empty before densification" stays >= 0.
+    for i in range(n_fun):
+        if codes[i] != _EMPTY:
+            continue
+        src = -1
+        for attempt in range(1, _MAX_PROBES + 1):
+            src = np.int64(hash3(seed, i, attempt) % np.uint64(n_fun))
+            if codes[src] >= 0:
+                break
+        while codes[src] < 0:
+            src = src + 1 if src + 1 < n_fun else 0
+        codes[i] = -(codes[src] + 2)
+    for i in range(n_fun):
+        if codes[i] < 0:
+            codes[i] = -codes[i] - 2
+
+
+@njit(cache=True)
+def _select_threshold(vals, n, topk):
+    # Quickselect (middle pivot) on vals[:n]: returns the topk-th largest value.
+    lo = 0
+    hi = n - 1
+    want = topk - 1
+    while lo < hi:
+        pivot = vals[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while vals[i] > pivot:
+                i += 1
+            while vals[j] < pivot:
+                j -= 1
+            if i <= j:
+                vals[i], vals[j] = vals[j], vals[i]
+                i += 1
+                j -= 1
+        if want <= j:
+            hi = j
+        elif want >= i:
+            lo = i
+        else:
+            break
+    return vals[want]
+
+
+@njit(cache=True)
+def _minhash_add(hf, j, codes):
+    n_fun = hf.k * hf.l
+    h = np.int64((hash3(hf.seed, j, 0) >> _S33) & _LOW31)
+    b = (h * n_fun) >> 31
+    if codes[b] < 0 or h < codes[b]:
+        codes[b] = h
+
+
+@njit(cache=True)
+def _minhash(hf, x_idx, x_val, dense, buf, codes):
+    # The set: nonzero coordinates, or the ``topk`` largest of them (ties: lowest coordinate).
+    n_fun = hf.k * hf.l
+    codes[:n_fun] = _EMPTY
+    n = hf.dim if dense else x_idx.shape[0]
+    nnz = 0
+    for q in range(n):
+        if x_val[q] != 0.0:
+            buf[nnz] = x_val[q]
+            nnz += 1
+    if hf.topk == 0 or nnz <= hf.topk:
+        for q in range(n):
+            if x_val[q] != 0.0:
+                _minhash_add(hf, q if dense else x_idx[q], codes)
+    else:
+        thr = _select_threshold(buf, nnz, hf.topk)
+        n_above = 0
+        for q in range(n):
+            if x_val[q] != 0.0 and x_val[q] > thr:
+                n_above += 1
+        ties = hf.topk - n_above
+        for q in range(n):
+            v = x_val[q]
+            if v == 0.0 or v < thr:
+                continue
+            if v == thr:
+                if ties == 0:
+                    continue
+                ties -= 1
+            _minhash_add(hf, q if dense else x_idx[q], codes)
+    densify(codes, n_fun, hf.seed)
+    mask = (1 << hf.code_bits) - 1
+    for f in range(n_fun):
+        codes[f] &= mask
+
+
+@njit(cache=True)
+def pack_codes(hf: HashFunctions, codes: np.ndarray, buckets: np.ndarray) -> None:
+    """Combine each table's K codes into its bucket index.
+
+    ``concat``: ``sum_j code_j << (bits * (k-1-j))`` (lossless); ``reference-overlap-2bit``: the
+    same with a 2-bit shift. An index ``>= n_buckets`` is folded by ``mod n_buckets``.
+
+    Parameters
+    ----------
+    hf : HashFunctions
+    codes : numpy.ndarray
+        int32 (>= k*l,), code ``j`` of table ``t`` at ``t*k + j``, each in ``[0, 2**code_bits)``.
+    buckets : numpy.ndarray
+        int32 (l,), output.
+    """
+    shift = np.uint64(hf.code_bits if hf.packing == PACK_CONCAT else 2)
+    nb = np.uint64(hf.n_buckets)
+    for t in range(hf.l):
+        b = np.uint64(0)
+        for j in range(hf.k):
+            b = (b << shift) + np.uint64(codes[t * hf.k + j])
+        if b >= nb:
+            b = b % nb
+        buckets[t] = np.int32(b)
+
+
+@njit(cache=True)
+def hash_codes_dense(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray,
+                     codes: np.ndarray) -> None:
+    """K*L codes of a dense vector.
+
+    Parameters
+    ----------
+    hf : HashFunctions
+    x : numpy.ndarray
+        float32 (dim,).
+    fbuf : numpy.ndarray
+        float32 scratch (>= hash_scratch_sizes(hf)[0],).
+    codes : numpy.ndarray
+        int32 (>= k*l,), output; code ``j`` of table ``t`` at ``t*k + j``.
+    """
+    fam = hf.family
+    if fam == FAMILY_SIMHASH:
+        _simhash_dense(hf, x, fbuf, codes)
+    elif fam == FAMILY_WTA or fam == FAMILY_DWTA:
+        _gather_dense(hf, x, fbuf)
+        _wta_slots(hf, fbuf, codes, fam == FAMILY_DWTA)
+        if fam == FAMILY_DWTA:
+            densify(codes, hf.k * hf.l, hf.seed)
+    else:
+        _minhash(hf, hf.inv_slot, x, True, fbuf, codes)
+
+
+@njit(cache=True)
+def hash_codes_sparse(hf: HashFunctions, x_idx: np.ndarray, x_val: np.ndarray,
+                      fbuf: np.ndarray, codes: np.ndarray) -> None:
+    """K*L codes of a sparse vector; equal to :func:`hash_codes_dense` on its dense form.
+
+    Parameters
+    ----------
+    hf : HashFunctions
+    x_idx : numpy.ndarray
+        int32 (nnz,), coordinates in ``[0, dim)``, sorted ascending, no duplicates.
+    x_val : numpy.ndarray
+        float32 (nnz,).
+    fbuf : numpy.ndarray
+        float32 scratch (>= hash_scratch_sizes(hf)[0],).
+    codes : numpy.ndarray
+        int32 (>= k*l,), output.
+    """
+    fam = hf.family
+    if fam == FAMILY_SIMHASH:
+        _simhash(hf, x_idx, x_val, fbuf, codes)
+    elif fam == FAMILY_WTA or fam == FAMILY_DWTA:
+        _gather_sparse(hf, x_idx, x_val, fbuf)
+        _wta_slots(hf, fbuf, codes, fam == FAMILY_DWTA)
+        if fam == FAMILY_DWTA:
+            densify(codes, hf.k * hf.l, hf.seed)
+    else:
+        _minhash(hf, x_idx, x_val, False, fbuf, codes)
+
+
+@njit(cache=True)
+def hash_dense(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray, codes: np.ndarray,
+               buckets: np.ndarray) -> None:
+    """Bucket index per table of a dense vector: x float32 (dim,) -> buckets int32 (l,).
+
+    ``fbuf`` and ``codes`` are scratch as in :func:`hash_codes_dense`.
+    """
+    hash_codes_dense(hf, x, fbuf, codes)
+    pack_codes(hf, codes, buckets)
+
+
+@njit(cache=True)
+def hash_sparse(hf: HashFunctions, x_idx: np.ndarray, x_val: np.ndarray, fbuf: np.ndarray,
+                codes: np.ndarray, buckets: np.ndarray) -> None:
+    """Bucket index per table of a sparse vector -> buckets int32 (l,).
+
+    Arguments as in :func:`hash_codes_sparse`; ``buckets`` is the int32 (l,) output.
+    """
+    hash_codes_sparse(hf, x_idx, x_val, fbuf, codes)
+    pack_codes(hf, codes, buckets)
+
+
+@njit(cache=True, parallel=True)
+def _hash_rows(hf, weights, rows, out, n_float, n_int):
+    n = rows.shape[0]
+    n_chunks = min(n, 256)
+    for c in prange(n_chunks):
+        fbuf = np.empty(n_float, dtype=np.float32)
+        codes = np.empty(n_int, dtype=np.int32)
+        buckets = np.empty(hf.l, dtype=np.int32)
+        for r in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            hash_dense(hf, weights[rows[r]], fbuf, codes, buckets)
+            for t in range(hf.l):
+                out[t, r] = buckets[t]
+
+
+def hash_rows(hf: HashFunctions, weights: np.ndarray, rows: np.ndarray,
+              out: np.ndarray) -> None:
+    """Bucket indices of many dense rows, parallel over rows (each worker owns its scratch).
+
+    Parameters
+    ----------
+    hf : HashFunctions
+    weights : numpy.ndarray
+        float32 (n, dim), C-contiguous.
+    rows : numpy.ndarray
+        int32 (m,), rows of ``weights`` to hash.
+    out : numpy.ndarray
+        int32 (l, m), output: ``out[t, r]`` is the bucket of row ``rows[r]`` in table ``t``.
+    """
+    n_float, n_int = hash_scratch_sizes(hf)
+    _hash_rows(hf, weights, rows, out, n_float, n_int)

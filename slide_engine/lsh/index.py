@@ -1,0 +1,166 @@
+"""LSHIndex: owns the hash functions, tables and scratch of one layer; validates; does no math."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+
+from .families import HashFunctions, make_hash_functions
+from .hashing import hash_rows
+from .rng import make_states
+from .selection import (
+    SelectPolicy,
+    SelectScratch,
+    make_policy,
+    make_scratch,
+    out_capacity,
+    query_dense,
+    query_sparse,
+)
+from .tables import TableArrays, allocate_tables, build_tables, reinsert, tables_nbytes
+
+
+@contextmanager
+def numba_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the body with ``numba.set_num_threads(n_threads)``, restoring the old value after."""
+    if n_threads is None:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _check_weights(weights: np.ndarray, n: int, d: int) -> None:
+    if weights.dtype != np.float32 or not weights.flags.c_contiguous or weights.shape != (n, d):
+        raise ValueError(f"weights must be C-contiguous float32 of shape ({n}, {d}), got "
+                         f"{weights.dtype} {weights.shape}")
+
+
+class LSHIndex:
+    """L hash tables over the rows (neurons) of a weight matrix.
+
+    Parameters
+    ----------
+    n_neurons, dim : int
+        Shape (n, d) of the weight matrix whose rows are indexed.
+    family : {"simhash", "wta", "dwta", "minhash"}
+    k, l : int
+        Codes per table and tables.
+    n_buckets : int
+        Buckets per table (folded by mod when the packed codes address more).
+    capacity : int
+        Ids per bucket.
+    replacement : {"fifo", "reservoir"}
+    seed : int
+        Seeds the hash functions, the reservoir streams and the scratch RNG streams.
+    n_threads : int, optional
+        Numba threads for build and re-insert (default: numba's current setting).
+    **family_options
+        ``packing``, ``bin_size``, ``code_bits``, ``simhash_density``, ``minhash_topk`` (see
+        :func:`~slide_engine.lsh.families.make_hash_functions`).
+    """
+
+    def __init__(self, n_neurons: int, dim: int, family: str = "dwta", k: int = 6,
+                 l: int = 50, n_buckets: int = 2**18, capacity: int = 128,  # noqa: E741
+                 replacement: str = "fifo", seed: int = 0, n_threads: int | None = None,
+                 **family_options: object) -> None:
+        self.n_neurons, self.dim = int(n_neurons), int(dim)
+        self.family, self.family_options = family, dict(family_options)
+        self.k, self.l, self.n_threads = int(k), int(l), n_threads
+        self.seed = int(seed)
+        self.hash_functions: HashFunctions = make_hash_functions(
+            family, self.dim, self.k, self.l, n_buckets, self.seed, **family_options)
+        self.tables: TableArrays = allocate_tables(
+            self.n_neurons, self.l, self.hash_functions.n_buckets, capacity, replacement,
+            make_states(self.seed + 1, self.l))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the tables (the hash functions are small at d = 128)."""
+        return tables_nbytes(self.tables)
+
+    def build(self, weights: np.ndarray) -> None:
+        """Hash every row of ``weights`` (float32 (n, d), C-contiguous) and rebuild all tables."""
+        _check_weights(weights, self.n_neurons, self.dim)
+        rows = np.arange(self.n_neurons, dtype=np.int32)
+        with numba_threads(self.n_threads):
+            hash_rows(self.hash_functions, weights, rows, self.tables.bucket_of)
+            build_tables(self.tables)
+
+    def redraw(self, weights: np.ndarray, seed: int) -> None:
+        """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d)."""
+        self.seed = int(seed)
+        self.hash_functions = make_hash_functions(
+            self.family, self.dim, self.k, self.l, self.hash_functions.n_buckets, self.seed,
+            **self.family_options)
+        self.build(weights)
+
+    def reinsert(self, weights: np.ndarray, rows: np.ndarray) -> None:
+        """Re-hash ``rows`` (distinct neuron ids, (m,)) of ``weights`` (n, d) and move them."""
+        _check_weights(weights, self.n_neurons, self.dim)
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.n_neurons)):
+            raise ValueError("rows must be a 1-D array of neuron ids in [0, n_neurons)")
+        if np.unique(rows).size != rows.size:
+            raise ValueError("rows must be distinct")
+        new_buckets = np.empty((self.l, rows.size), dtype=np.int32)
+        with numba_threads(self.n_threads):
+            hash_rows(self.hash_functions, weights, rows, new_buckets)
+            reinsert(self.tables, rows, new_buckets)
+
+    def bucket(self, table: int, bucket: int) -> np.ndarray:
+        """Ids stored in one bucket: int32 (size,) (a copy)."""
+        s = self.tables.start[table, bucket]
+        return self.tables.ids[table, s: s + self.tables.size[table, bucket]].copy()
+
+    def make_scratch(self, n_threads: int, seed: int | None = None) -> SelectScratch:
+        """Per-thread scratch for :func:`query_dense` / :func:`query_sparse` (T = n_threads)."""
+        return make_scratch(self.hash_functions, self.tables, n_threads,
+                            self.seed + 2 if seed is None else seed)
+
+    def query(self, x: np.ndarray | tuple[np.ndarray, np.ndarray],
+              labels: np.ndarray | None = None, policy: SelectPolicy | None = None,
+              weights: np.ndarray | None = None,
+              scratch: SelectScratch | None = None) -> np.ndarray:
+        """Active neurons of one input, serially (a convenience for tests and tools).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or tuple
+            Dense float32 (d,), or sparse ``(indices int32 (nnz,), values float32 (nnz,))``.
+        labels : numpy.ndarray, optional
+            int32 (m,) always-active neurons.
+        policy : SelectPolicy, optional
+            Default: union with ``min_active`` 1,000.
+        weights : numpy.ndarray, optional
+            float32 (n, d); required by ``exact-topk``.
+        scratch : SelectScratch, optional
+            Reused across calls for determinism of the RNG stream (default: a fresh one).
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 (n_active,), labels first.
+        """
+        policy = make_policy() if policy is None else policy
+        labels = np.zeros(0, np.int32) if labels is None else np.asarray(labels, np.int32)
+        if weights is None:
+            weights = np.zeros((0, self.dim), dtype=np.float32)
+        scratch = self.make_scratch(1) if scratch is None else scratch
+        out = np.empty(out_capacity(policy, self.tables, labels.size), dtype=np.int32)
+        hf, tb = self.hash_functions, self.tables
+        if isinstance(x, tuple):
+            idx = np.ascontiguousarray(x[0], dtype=np.int32)
+            val = np.ascontiguousarray(x[1], dtype=np.float32)
+            n = query_sparse(hf, tb, policy, idx, val, labels, weights, scratch, 0, out)
+        else:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            if x.shape != (self.dim,):
+                raise ValueError(f"x must have shape ({self.dim},), got {x.shape}")
+            n = query_dense(hf, tb, policy, x, labels, weights, scratch, 0, out)
+        return out[:n].copy()

@@ -1,0 +1,248 @@
+"""Compact hash tables: per table a bucket directory over one id pool (relocatable CSR).
+
+Layout of table ``t`` (all int32 unless noted; B = buckets per table, n = neurons)::
+
+    bucket_of[t, i]   bucket neuron i hashes to (whether or not it is stored)      (l, n)
+    start[t, b]       first slot of bucket b's segment in ids[t]                     (l, B)
+    size[t, b]        ids stored in bucket b (<= seg_cap[t, b] <= capacity)           (l, B)
+    seg_cap[t, b]     slots reserved for bucket b                                   (l, B)
+    members[t, b]     neurons currently hashing to bucket b (stored or not)          (l, B)
+    ids[t, :]         the id pool                                                  (l, n_slots)
+    tail[t]           first never-used slot of ids[t] (int64)                           (l,)
+    rng[t]            reservoir RNG state of table t (uint64)                           (l,)
+
+Bucket b of table t holds ``ids[t, start[t, b] : start[t, b] + size[t, b]]``. Memory is
+O(l * (B + n)) instead of the reference's O(l * B * capacity): about 0.5 GB at Amazon-670K shape
+(n = 670,091, l = 50, B = 2**18) against 6.7 GB.
+
+Build (per table, O(n + B), a counting sort; tables in parallel, one thread per table): segments
+are packed in bucket order with ``seg_cap = size``. Capacity: FIFO keeps, in insertion order
+(ascending neuron id), the last ``capacity`` neurons of a bucket; reservoir keeps a uniform random
+subset of ``capacity`` of them (Algorithm R, seeded per table; order arbitrary).
+
+Incremental re-insertion (MONGOOSE): for each given neuron whose bucket changed, remove it from
+the old bucket (order of the others kept) and append it to the new one. A full bucket evicts its
+oldest id (FIFO), or admits the newcomer with probability capacity / members and evicts a uniform
+slot (reservoir). A neuron whose bucket did not change is left where it is. A segment without room
+is moved, with doubled room (at most ``capacity``), to the pool's tail; when the tail is used up
+the table is compacted (segments repacked tightly, contents and order kept). Ids evicted earlier
+are not brought back when a removal frees a slot, so after re-insertions a bucket may hold fewer
+than ``min(members, capacity)`` ids until the next build. With a capacity that never binds,
+re-inserting a set of neurons leaves every bucket with exactly the ids a full rebuild would store.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+from .rng import randint
+
+REPLACE_FIFO = 0
+REPLACE_RESERVOIR = 1
+REPLACEMENTS = {"fifo": REPLACE_FIFO, "reservoir": REPLACE_RESERVOIR}
+_MIN_GROWTH = 4
+
+
+class TableArrays(NamedTuple):
+    """The L hash tables (see the module docstring for the layout)."""
+
+    bucket_of: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    seg_cap: np.ndarray
+    members: np.ndarray
+    ids: np.ndarray
+    tail: np.ndarray
+    rng: np.ndarray
+    capacity: int
+    replacement: int
+
+
+def allocate_tables(n_neurons: int, n_tables: int, n_buckets: int, capacity: int = 128,
+                    replacement: str = "fifo", rng_states: np.ndarray | None = None,
+                    slack: int | None = None) -> TableArrays:
+    """Allocate empty tables.
+
+    Parameters
+    ----------
+    n_neurons, n_tables, n_buckets : int
+        n, l and B.
+    capacity : int
+        Maximum ids per bucket.
+    replacement : {"fifo", "reservoir"}
+    rng_states : numpy.ndarray, optional
+        uint64 (l,), one reservoir RNG state per table (default: zeros).
+    slack : int, optional
+        Extra pool slots per table for relocated segments (default ``max(n // 8, 64 * capacity)``).
+
+    Returns
+    -------
+    TableArrays
+    """
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"unknown replacement {replacement!r}; choose from {sorted(REPLACEMENTS)}")
+    if min(n_neurons, n_tables, n_buckets, capacity) < 1:
+        raise ValueError("n_neurons, n_tables, n_buckets and capacity must be positive")
+    if slack is None:
+        slack = max(n_neurons // 8, 64 * capacity)
+    if rng_states is None:
+        rng_states = np.zeros(n_tables, dtype=np.uint64)
+    shape = (n_tables, n_buckets)
+    return TableArrays(
+        bucket_of=np.zeros((n_tables, n_neurons), dtype=np.int32),
+        start=np.zeros(shape, dtype=np.int32), size=np.zeros(shape, dtype=np.int32),
+        seg_cap=np.zeros(shape, dtype=np.int32), members=np.zeros(shape, dtype=np.int32),
+        ids=np.zeros((n_tables, n_neurons + slack), dtype=np.int32),
+        tail=np.zeros(n_tables, dtype=np.int64),
+        rng=np.ascontiguousarray(rng_states, dtype=np.uint64),
+        capacity=int(capacity), replacement=REPLACEMENTS[replacement])
+
+
+def tables_nbytes(tables: TableArrays) -> int:
+    """Bytes held by the table arrays."""
+    return sum(a.nbytes for a in tables if isinstance(a, np.ndarray))
+
+
+@njit(cache=True)
+def _build_table(tb, t):
+    bo = tb.bucket_of[t]
+    members = tb.members[t]
+    size = tb.size[t]
+    start = tb.start[t]
+    seg_cap = tb.seg_cap[t]
+    ids = tb.ids[t]
+    cap = tb.capacity
+    members[:] = 0
+    size[:] = 0
+    for i in range(bo.shape[0]):
+        members[bo[i]] += 1
+    pos = 0
+    for b in range(members.shape[0]):
+        start[b] = pos
+        seg_cap[b] = min(members[b], cap)
+        pos += seg_cap[b]
+    tb.tail[t] = pos
+    # ``size`` counts the members met so far (their rank) during the fill.
+    for i in range(bo.shape[0]):
+        b = bo[i]
+        r = size[b]
+        size[b] = r + 1
+        if tb.replacement == REPLACE_FIFO:
+            first_kept = members[b] - cap
+            if r >= first_kept:
+                ids[start[b] + r - max(first_kept, 0)] = i
+        elif r < cap:
+            ids[start[b] + r] = i
+        else:
+            j = randint(tb.rng, t, r + 1)
+            if j < cap:
+                ids[start[b] + j] = i
+    for b in range(members.shape[0]):
+        size[b] = min(members[b], cap)
+
+
+@njit(cache=True, parallel=True)
+def build_tables(tables: TableArrays) -> None:
+    """Rebuild every table from ``tables.bucket_of`` (parallel over tables).
+
+    Parameters
+    ----------
+    tables : TableArrays
+        ``bucket_of`` (l, n) must hold each neuron's bucket; everything else is overwritten.
+    """
+    for t in prange(tables.ids.shape[0]):
+        _build_table(tables, t)
+
+
+@njit(cache=True)
+def _compact(tb, t):
+    ids = tb.ids[t]
+    old = ids[: tb.tail[t]].copy()
+    pos = 0
+    for b in range(tb.start.shape[1]):
+        s = tb.start[t, b]
+        for p in range(tb.size[t, b]):
+            ids[pos + p] = old[s + p]
+        tb.start[t, b] = pos
+        tb.seg_cap[t, b] = tb.size[t, b]
+        pos += tb.size[t, b]
+    tb.tail[t] = pos
+
+
+@njit(cache=True)
+def _remove(tb, t, b, i):
+    tb.members[t, b] -= 1
+    s = tb.start[t, b]
+    n = tb.size[t, b]
+    ids = tb.ids[t]
+    for p in range(s, s + n):
+        if ids[p] == i:
+            for q in range(p, s + n - 1):
+                ids[q] = ids[q + 1]
+            tb.size[t, b] = n - 1
+            return
+
+
+@njit(cache=True)
+def _insert(tb, t, b, i):
+    tb.members[t, b] += 1
+    ids = tb.ids[t]
+    n = tb.size[t, b]
+    cap = tb.capacity
+    if n >= cap:
+        s = tb.start[t, b]
+        if tb.replacement == REPLACE_FIFO:
+            for q in range(s, s + n - 1):
+                ids[q] = ids[q + 1]
+            ids[s + n - 1] = i
+        else:
+            j = randint(tb.rng, t, tb.members[t, b])
+            if j < cap:
+                ids[s + j] = i
+        return
+    if n == tb.seg_cap[t, b]:
+        room = min(cap, max(2 * n, _MIN_GROWTH))
+        if tb.tail[t] + room > ids.shape[0]:
+            _compact(tb, t)
+        s = tb.start[t, b]
+        dst = tb.tail[t]
+        for p in range(n):
+            ids[dst + p] = ids[s + p]
+        tb.start[t, b] = dst
+        tb.seg_cap[t, b] = room
+        tb.tail[t] = dst + room
+    ids[tb.start[t, b] + n] = i
+    tb.size[t, b] = n + 1
+
+
+@njit(cache=True, parallel=True)
+def reinsert(tables: TableArrays, rows: np.ndarray, new_buckets: np.ndarray) -> None:
+    """Move neurons to their new buckets without a rebuild (parallel over tables).
+
+    Parameters
+    ----------
+    tables : TableArrays
+    rows : numpy.ndarray
+        int32 (m,), distinct neuron ids, processed in this order.
+    new_buckets : numpy.ndarray
+        int32 (l, m): ``new_buckets[t, r]`` is the new bucket of ``rows[r]`` in table ``t``
+        (e.g. from :func:`~slide_engine.lsh.hashing.hash_rows`).
+    """
+    for t in prange(tables.ids.shape[0]):
+        for r in range(rows.shape[0]):
+            i = rows[r]
+            old = tables.bucket_of[t, i]
+            new = new_buckets[t, r]
+            if old == new:
+                continue
+            _remove(tables, t, old, i)
+            _insert(tables, t, new, i)
+            tables.bucket_of[t, i] = new
+
+
+@njit(cache=True, inline="always")
+def bucket_ids(tables: TableArrays, t: int, b: int) -> np.ndarray:
+    """View of the ids stored in bucket ``b`` of table ``t``: int32 (size[t, b],)."""
+    s = tables.start[t, b]
+    return tables.ids[t, s: s + tables.size[t, b]]
