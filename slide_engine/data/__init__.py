@@ -1,0 +1,19 @@
+"""Datasets of the suite: XC text I/O, npz cache, shuffle, registry, download, synthetic data."""
+
+from slide_engine.data.cache import load_dataset, load_npz, save_npz
+from slide_engine.data.synthetic import PRESETS, SynthSpec, generate
+from slide_engine.data.xc_text import read_xc_text, write_xc_text
+from slide_engine.data.xcdata import XCData, shuffle
+
+__all__ = [
+    "PRESETS",
+    "SynthSpec",
+    "XCData",
+    "generate",
+    "load_dataset",
+    "load_npz",
+    "read_xc_text",
+    "save_npz",
+    "shuffle",
+    "write_xc_text",
+]

@@ -1,0 +1,220 @@
+"""Reader and writer of the Extreme Classification Repository text format.
+
+Format: a header line ``N D L`` then one point per line, ``l1,l2,... f:v f:v ...`` with 0-based
+ids. Policies (each enforced with a :class:`DataFormatError` naming file, line and token):
+
+- A point with no labels has an empty label field: its line starts with a space (kept, valid).
+  A point may also have no features (``3,7`` alone on a line).
+- Separators are spaces or tabs, several in a row are fine; ``\\r`` counts as whitespace, so
+  CRLF files (the repository's Bibtex) read as is.
+- Empty lines are errors, including one at the end of the file (a line holding only spaces is
+  a point without labels and features, as the writer prints it).
+- The number of point lines must equal N; ids must be in ``[0, D)`` / ``[0, L)``.
+- Feature values must be finite and within float32 range; ``nan``/``inf`` are errors.
+- Duplicate feature ids (or label ids) within one line are errors: summing or overwriting would
+  hide a corrupt file, and no repository file contains them.
+- Ids are sorted ascending within each row on reading (values kept aligned).
+- The last line may lack its newline when it is complete; when it lacks the newline *and*
+  its last token is malformed, the error says the file is truncated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from slide_engine.data import _xc_parse as kp
+from slide_engine.data._atomic import atomic_target
+from slide_engine.data.xcdata import XCData
+from slide_engine.errors import DataFormatError
+
+_HEADER_LIMIT = 256
+_INT32_MAX = np.iinfo(np.int32).max
+_WRITE_CHUNK = 20_000
+
+
+def _parse_header(buf: np.ndarray, source: str) -> tuple[int, int, int, int]:
+    """Return (N, D, L, offset of the first point line)."""
+    head = buf[:_HEADER_LIMIT].tobytes()
+    if not head:
+        raise DataFormatError(source, 1, None, "empty file (expected a header 'N D L')")
+    end = head.find(b"\n")
+    if end < 0 and len(buf) > _HEADER_LIMIT:
+        raise DataFormatError(source, 1, _shorten(head), "header line 'N D L' is missing")
+    line = head if end < 0 else head[:end]
+    text = line.decode("ascii", errors="replace")
+    parts = text.split()
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise DataFormatError(
+            source, 1, _shorten(line), "header must be three non-negative integers 'N D L'"
+        )
+    n, d, l_ = (int(p) for p in parts)
+    if d > _INT32_MAX or l_ > _INT32_MAX:
+        raise DataFormatError(source, 1, text.strip(), "D and L must fit in int32")
+    return n, d, l_, (len(line) + 1 if end >= 0 else len(buf))
+
+
+def _shorten(raw: bytes, limit: int = 60) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _token_with_id(line: bytes, wanted: int, in_labels: bool) -> str:
+    """Return the second token of ``line`` carrying id ``wanted`` (for duplicate errors)."""
+    fields = line.replace(b"\t", b" ").rstrip(b"\r\n").split(b" ")
+    label_field = b"" if line[:1].isspace() else fields[0]
+    if in_labels:
+        tokens = label_field.split(b",")
+        key = [int(t) for t in tokens]
+    else:
+        tokens = [t for t in fields[0 if not label_field else 1 :] if t]
+        key = [int(t.split(b":")[0]) for t in tokens]
+    hits = [t for t, k in zip(tokens, key, strict=True) if k == wanted]
+    return _shorten(hits[1] if len(hits) > 1 else hits[0])
+
+
+def _raise_parse_error(
+    buf: np.ndarray, source: str, header: tuple[int, int, int], result: tuple[int, ...]
+) -> None:
+    code, row, tok_start, tok_end, aux = result
+    n, d, l_ = header
+    line_no = row + 2
+    token = _shorten(buf[tok_start:tok_end].tobytes())
+    if code == kp.BLANK_LINE:
+        raise DataFormatError(source, line_no, None, "blank line (each line holds one point)")
+    if code == kp.TOO_MANY_LINES:
+        raise DataFormatError(source, line_no, token, f"more point lines than the header's N={n}")
+    if code in (kp.DUP_FEATURE, kp.DUP_LABEL):
+        in_labels = code == kp.DUP_LABEL
+        line = buf[tok_start:tok_end].tobytes()
+        kind = "label" if in_labels else "feature"
+        raise DataFormatError(
+            source,
+            line_no,
+            _token_with_id(line, aux, in_labels),
+            f"duplicate {kind} id {aux} in one line (not summed: it usually means corrupt data)",
+        )
+    truncated = tok_end == buf.shape[0] and buf[-1] != ord("\n")
+    if truncated and code in (kp.BAD_FEATURE, kp.BAD_LABEL):
+        raise DataFormatError(
+            source,
+            line_no,
+            token,
+            "truncated last line: the file ends, without a newline, inside this token; "
+            "the file is incomplete (download or generate it again)",
+        )
+    messages = {
+        kp.BAD_LABEL: "malformed label id (expected comma-separated non-negative integers; "
+        "a point without labels must start with a space)",
+        kp.NEG_LABEL: "negative label id",
+        kp.LABEL_RANGE: f"label id out of range: must be < L={l_} (header)",
+        kp.BAD_FEATURE: "malformed feature 'f:v' (expected <non-negative integer>:<number>)",
+        kp.NEG_FEATURE: "negative feature id",
+        kp.FEATURE_RANGE: f"feature id out of range: must be < D={d} (header)",
+        kp.NONFINITE: "non-finite feature value (nan, inf, or beyond float32 range)",
+    }
+    raise DataFormatError(source, line_no, token, messages[code])
+
+
+def parse_xc_bytes(buf: np.ndarray, source: str | Path) -> XCData:
+    """Parse a whole XC text file held in memory.
+
+    Parameters
+    ----------
+    buf : ndarray of uint8, shape (size,)
+        The file's bytes.
+    source : str or Path
+        Name used in error messages.
+
+    Returns
+    -------
+    XCData
+        Rows in file order; ids sorted within each row.
+
+    Raises
+    ------
+    DataFormatError
+        On any violation of the format policies in this module's docstring.
+    """
+    source = str(source)
+    n, d, l_, start = _parse_header(buf, source)
+    colons, commas, newlines = kp.count_bytes(buf, start)
+    x_indptr = np.zeros(n + 1, dtype=np.int64)
+    y_indptr = np.zeros(n + 1, dtype=np.int64)
+    x_indices = np.empty(colons, dtype=np.int32)
+    x_values = np.empty(colons, dtype=np.float32)
+    y_indices = np.empty(commas + newlines + 1, dtype=np.int32)
+    result = kp.parse_body(buf, start, n, d, l_, x_indptr, x_indices, x_values, y_indptr, y_indices)
+    if result[0] != kp.OK:
+        _raise_parse_error(buf, source, (n, d, l_), result)
+    rows = result[1]
+    if rows < n:
+        raise DataFormatError(
+            source, rows + 2, None, f"the header says N={n} points but the file has only {rows}"
+        )
+    nnz_x, nnz_y = int(x_indptr[-1]), int(y_indptr[-1])
+    if nnz_x < colons:
+        x_indices, x_values = x_indices[:nnz_x].copy(), x_values[:nnz_x].copy()
+    return XCData(x_indptr, x_indices, x_values, y_indptr, y_indices[:nnz_y].copy(), d, l_)
+
+
+def read_xc_text(path: str | Path) -> XCData:
+    """Read an XC text file (see the module docstring for the accepted format).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    XCData
+        Rows in file order (not shuffled).
+
+    Raises
+    ------
+    DataFormatError
+        Naming file, line and token of the first violation.
+    """
+    path = Path(path)
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DataFormatError(path, None, None, f"cannot read file: {err.strerror}") from err
+    return parse_xc_bytes(buf, path)
+
+
+def write_xc_text(data: XCData, path: str | Path, value_format: str = ".6g") -> None:
+    """Write ``data`` as an XC text file, atomically.
+
+    Parameters
+    ----------
+    data : XCData
+        The dataset; rows are written in order, a row without labels starts with a space.
+    path : str or Path
+        Target file (replaced atomically).
+    value_format : str
+        Format spec of feature values. With the default ``.6g`` a float32 value survives
+        ``read_xc_text(write_xc_text(x))`` exactly when it is the float32 nearest to a decimal
+        of at most 6 significant digits (as the generator's values are).
+    """
+    fmt = "{}:{:" + value_format + "}"
+    with atomic_target(path) as tmp, open(tmp, "w", encoding="ascii", newline="\n") as out:
+        out.write(f"{data.n_points} {data.n_features} {data.n_labels}\n")
+        for first in range(0, data.n_points, _WRITE_CHUNK):
+            last = min(first + _WRITE_CHUNK, data.n_points)
+            xp = data.x_indptr[first : last + 1] - data.x_indptr[first]
+            yp = data.y_indptr[first : last + 1] - data.y_indptr[first]
+            xs = slice(data.x_indptr[first], data.x_indptr[last])
+            ys = slice(data.y_indptr[first], data.y_indptr[last])
+            ids = data.x_indices[xs].tolist()
+            vals = data.x_values[xs].tolist()
+            labels = [str(v) for v in data.y_indices[ys].tolist()]
+            tokens = [fmt.format(i, v) for i, v in zip(ids, vals, strict=True)]
+            lines = [
+                ",".join(labels[yp[r] : yp[r + 1]]) + " " + " ".join(tokens[xp[r] : xp[r + 1]])
+                for r in range(last - first)
+            ]
+            out.write("\n".join(lines))
+            out.write("\n")
