@@ -18,6 +18,7 @@ rule aggregate:
         ),
     params:
         runs=get_runs(),
+        datasets=list(config["datasets"]),
         settings=get_plot_settings(),
     log:
         "results/logs/aggregate.log",

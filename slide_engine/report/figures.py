@@ -1,0 +1,197 @@
+"""Thin matplotlib renderer of the pipeline's four figures per dataset.
+
+Every number drawn comes from :mod:`slide_engine.report.series`; this module only lays it out.
+It uses matplotlib's object-oriented API (``Figure``, no ``pyplot``), so it needs no display and
+changes no global backend state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from slide_engine.report.series import (
+    MethodStyle,
+    band_over_runs,
+    headline_runs,
+    scaling_table,
+    series_label,
+)
+
+__all__ = [
+    "convergence_figure",
+    "save_figure",
+    "thread_scaling_figure",
+    "time_to_accuracy_figure",
+]
+
+X_LABELS = {
+    "train_seconds": "training time (s, evaluation excluded)",
+    "iteration": "iterations (optimiser steps)",
+}
+
+
+def _failed_note(ax: Axes, summary: pd.DataFrame) -> None:
+    """Name the runs that did not produce a curve, with their reason, under the axes."""
+    failed = summary[summary["status"] == "failed"]
+    if failed.empty:
+        return
+    notes = sorted(
+        {f"{r.method} ({r.device}, {r.threads} thr): {r.reason}" for r in failed.itertuples()}
+    )
+    text = "not run: " + "; ".join(notes[:4]) + (" ..." if len(notes) > 4 else "")
+    ax.annotate(text, (0, 0), xycoords="figure fraction", xytext=(6, 4),
+                textcoords="offset points", fontsize=7, color="0.35", va="bottom", wrap=True)
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def convergence_figure(
+    curves: pd.DataFrame,
+    summary: pd.DataFrame,
+    styles: Mapping[str, MethodStyle],
+    dataset: str,
+    x: str,
+) -> Figure:
+    """P@1 on the test subset against training time or iterations, one band per method.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Tidy curve rows of this dataset (columns of the curve schema, run keys from the grid).
+    summary : DataFrame
+        Summary rows of this dataset (for the failed-run note).
+    styles : mapping
+        Method -> colour and marker.
+    dataset : str
+        Title.
+    x : {"train_seconds", "iteration"}
+        The x axis.
+    """
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    subset = headline_runs(curves[curves["eval_set"] == "subset"])
+    devices = list(subset["device"].unique())
+    for (method, device), runs in subset.groupby(["method", "device"], sort=False):
+        pairs = [(g[x].to_numpy(), g["p_at_1"].to_numpy()) for _, g in runs.groupby("seed")]
+        band = band_over_runs(pairs)
+        style = styles[method]
+        threads = int(runs["threads"].iloc[0])
+        label = f"{series_label(method, device, devices)}, {threads} thr"
+        if band.n_runs > 1:
+            label += f", median of {band.n_runs} seeds"
+        linestyle = "--" if device == "gpu" else "-"
+        ax.plot(band.x, band.median, color=style.color, marker=style.marker, linestyle=linestyle,
+                markevery=max(1, len(band.x) // 12), markersize=5, label=label)
+        if band.n_runs > 1:
+            ax.fill_between(band.x, band.low, band.high, color=style.color, alpha=0.18, lw=0)
+    if subset.empty:
+        _empty(ax, "no successful runs")
+    else:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel(X_LABELS[x])
+    ax.set_ylabel("P@1 on the test subset")
+    what = "training time" if x == "train_seconds" else "iterations"
+    ax.set_title(f"{dataset}: P@1 against {what} (band: interquartile range over seeds)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.set_ylim(bottom=0)
+    _failed_note(ax, summary)
+    return fig
+
+
+def thread_scaling_figure(
+    summary: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
+) -> Figure:
+    """Seconds per epoch (left) and speed-up over the smallest thread count (right)."""
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    table = scaling_table(summary)
+    devices = list(table["device"].unique())
+    for (method, device), rows in table.groupby(["method", "device"], sort=False):
+        style = styles[method]
+        label = series_label(method, device, devices)
+        linestyle = "--" if device == "gpu" else "-"
+        err = np.vstack([rows["seconds_per_epoch"] - rows["low"],
+                         rows["high"] - rows["seconds_per_epoch"]])
+        left.errorbar(rows["threads"], rows["seconds_per_epoch"], yerr=err, color=style.color,
+                      marker=style.marker, linestyle=linestyle, capsize=3, label=label)
+        right.plot(rows["threads"], rows["speedup"], color=style.color, marker=style.marker,
+                   linestyle=linestyle, label=label)
+    if table.empty:
+        _empty(left, "no successful runs")
+    else:
+        threads = np.unique(table["threads"])
+        ideal_x = np.array([threads.min(), threads.max()], dtype=float)
+        right.plot(ideal_x, ideal_x / threads.min(), color="0.3", linestyle=":", label="ideal")
+        for ax in (left, right):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(threads, [str(t) for t in threads])
+            ax.minorticks_off()
+        left.set_yscale("log")
+        right.legend(fontsize=8, loc="upper left")
+    left.set_xlabel("threads")
+    left.set_ylabel("seconds per epoch (median, bars: min-max over seeds)")
+    right.set_xlabel("threads")
+    right.set_ylabel("speed-up over the smallest thread count (x)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{dataset}: thread scaling of training time", fontsize=10)
+    _failed_note(left, summary)
+    return fig
+
+
+def time_to_accuracy_figure(
+    summary: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
+) -> Figure:
+    """Training seconds until each method first reached the dataset's P@1 target."""
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    runs = headline_runs(summary)
+    target = summary["target_p_at_1"].dropna()
+    devices = list(runs["device"].unique())
+    labels, reached_any = [], False
+    for i, ((method, device), rows) in enumerate(runs.groupby(["method", "device"], sort=False)):
+        style = styles[method]
+        threads = int(rows["threads"].iloc[0])
+        labels.append(f"{series_label(method, device, devices)}, {threads} thr")
+        times = rows["time_to_target_s"].astype(float)
+        hit = times[np.isfinite(times)]
+        if len(hit) == len(rows) and len(hit) > 0:
+            med = float(np.median(hit))
+            ax.barh(i, med, color=style.color, alpha=0.85,
+                    xerr=[[med - hit.min()], [hit.max() - med]], capsize=3)
+            ax.plot(hit, np.full(len(hit), i), linestyle="none", marker=style.marker,
+                    color="black", markersize=4)
+            reached_any = True
+            continue
+        if (rows["status"] == "failed").all():
+            note = f"failed: {rows['reason'].iloc[0]}"
+        else:
+            best = float(rows["best_p_at_1"].max())
+            missed = len(rows) - len(hit)
+            note = f"not reached by {missed} of {len(rows)} seeds (best P@1 {best:.3f})"
+        ax.text(0.01, i, note, transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+                color="0.3")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    if not reached_any:
+        ax.set_xlim(0, 1)
+    ax.set_xlabel("training seconds to reach the target (median, bars: min-max over seeds)")
+    goal = f"P@1 >= {target.iloc[0]:.3f}" if not target.empty else "no target (reference failed)"
+    ax.set_title(f"{dataset}: time to accuracy, target {goal}", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def save_figure(fig: Figure, png: str | Path, svg: str | Path) -> None:
+    """Write a figure as PNG (150 dpi) and SVG."""
+    fig.savefig(png, dpi=150)
+    fig.savefig(svg)
