@@ -1,0 +1,250 @@
+"""The TensorFlow full- and sampled-softmax baselines as a ``Trainable`` for the suite's harness.
+
+The harness owns the loop, the batch order, the clock (around ``train_batch`` only), evaluation
+and checkpoints; this class owns the TensorFlow state. The train step is one ``tf.function`` with
+an input signature (traced once, in ``warmup``); ``train_batch`` converts the batch's CSR rows to
+flat arrays with vectorised NumPy (tens of microseconds; ``stats`` reports ``t_host`` against
+``t_step`` so anyone can check that the host side is negligible) and runs the step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from baselines.adam import Adam
+from baselines.batches import Batch, dense_label_matrix, feature_arrays, make_batch
+from baselines.config import BaselineConfig
+from baselines.device import build_info, resolve_device
+from baselines.losses import full_softmax_loss, sampled_softmax_loss
+from baselines.network import Network
+from baselines.samplers import log_expected_counts, sample_candidates, sampler_log_probs
+
+__all__ = ["TFSoftmaxTrainable"]
+
+_FEATURES = [
+    tf.TensorSpec([None], tf.int32, "feat_ids"),
+    tf.TensorSpec([None], tf.float32, "feat_vals"),
+    tf.TensorSpec([None], tf.int32, "feat_rows"),
+]
+_LABELS = [
+    tf.TensorSpec([None, None], tf.int32, "labels"),
+    tf.TensorSpec([None], tf.int32, "counts"),
+]
+_DENSE_TARGET = [tf.TensorSpec([None, None], tf.float64, "target")]
+
+
+def _labelled_mean(losses: tf.Tensor, labelled: tf.Tensor) -> tf.Tensor:
+    """Mean of per-point ``losses`` (B,) over the ``labelled`` (B,) points, as the engine reports.
+
+    Points without labels have zero loss and gradient; the mean's 1/n only scales the gradient,
+    to which Adam is invariant (up to eps).
+    """
+    n = tf.reduce_sum(tf.cast(labelled, tf.float32))
+    return tf.reduce_sum(losses) / tf.maximum(n, 1.0)
+
+
+class TFSoftmaxTrainable:
+    """Full or sampled softmax on ``D -> hidden -> L`` with Adam, in TensorFlow.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        Model, device and optimiser settings.
+    seed : int
+        Seeds the initial weights and the sampler stream (the harness seeds the batch order).
+
+    Raises
+    ------
+    slide_engine.errors.GPUUnavailableError
+        If the GPU is requested and none is visible.
+    """
+
+    def __init__(self, config: BaselineConfig, seed: int) -> None:
+        self.config = config
+        self.seed = seed
+        self.method = f"tf-{config.model}"
+        self.device = config.device
+        self._tf_device = resolve_device(config.device)
+        self._t_host = 0.0
+        self._t_step = 0.0
+
+    # -- set-up (untimed) --------------------------------------------------------------------
+
+    def prepare(self, train) -> None:
+        """Create variables, optimiser slots and sampler tables for ``train`` (an XCData)."""
+        cfg = self.config
+        self._train = train
+        self._n_labels = train.n_labels
+        sampled = cfg.model == "sampled"
+        with tf.device(self._tf_device):
+            self._gen = tf.random.Generator.from_seed(self.seed)
+            self.net = Network(
+                train.n_features, train.n_labels, cfg.hidden, cfg.init, cfg.init_std, self._gen
+            )
+            self.opt = Adam(
+                self.net.variables,
+                cfg.lr,
+                cfg.beta1,
+                cfg.beta2,
+                cfg.eps,
+                lazy=cfg.adam == "lazy",
+                sparse_names=("w1", "w2", "b2") if sampled else ("w1",),
+            )
+            if sampled:
+                counts = np.bincount(train.y_indices, minlength=train.n_labels)
+                log_p = sampler_log_probs(cfg.sampler, counts)
+                self._n_sampled = cfg.n_sampled(train.n_labels)
+                self._log_p = tf.constant(log_p.astype(np.float32))
+                self._log_q = tf.constant(log_expected_counts(log_p, self._n_sampled))
+        if cfg.label_feeding == "dense-float64":
+            self._step = tf.function(
+                self._dense_target_step, input_signature=_FEATURES + _DENSE_TARGET
+            )
+        else:
+            self._step = tf.function(self._sparse_label_step, input_signature=_FEATURES + _LABELS)
+        self._topk = tf.function(
+            self._topk_fn,
+            input_signature=[
+                *_FEATURES,
+                tf.TensorSpec([], tf.int32, "batch_size"),
+                tf.TensorSpec([], tf.int32, "k"),
+            ],
+        )
+
+    def warmup(self, rows: np.ndarray) -> None:
+        """Trace the step and run it once on ``rows``, then restore every variable and the RNG."""
+        state = self.state_dict()
+        self.train_batch(rows)
+        self.load_state_dict(state)
+        self._t_host = self._t_step = 0.0
+
+    # -- the timed step ----------------------------------------------------------------------
+
+    def train_batch(self, rows: np.ndarray) -> float:
+        """One Adam step on the training points ``rows``; returns the batch's mean loss."""
+        start = time.perf_counter()
+        batch = make_batch(self._train, rows)
+        with tf.device(self._tf_device):
+            inputs = [
+                tf.constant(batch.feat_ids),
+                tf.constant(batch.feat_vals),
+                tf.constant(batch.feat_rows),
+            ]
+            inputs += self._label_inputs(batch)
+        ready = time.perf_counter()
+        with tf.device(self._tf_device):
+            loss = float(self._step(*inputs))  # float() waits for the step to finish
+        self._t_host += ready - start
+        self._t_step += time.perf_counter() - ready
+        return loss
+
+    def _label_inputs(self, batch: Batch) -> list[tf.Tensor]:
+        if self.config.label_feeding == "dense-float64":
+            # The published script's feed, deliberately inside the timed region.
+            return [tf.constant(dense_label_matrix(batch, self._n_labels))]
+        return [tf.constant(batch.labels), tf.constant(batch.counts)]
+
+    def _sparse_label_step(self, feat_ids, feat_vals, feat_rows, labels, counts) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(counts)[0])
+            if self.config.model == "full":
+                losses = full_softmax_loss(self.net.logits(hidden), labels, counts)
+            else:
+                losses = self._sampled_losses(hidden, labels, counts)
+            loss = _labelled_mean(losses, counts > 0)
+        return self._apply(tape, loss)
+
+    def _dense_target_step(self, feat_ids, feat_vals, feat_rows, target) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(target)[0])
+            losses = tf.nn.softmax_cross_entropy_with_logits(
+                labels=tf.cast(target, tf.float32), logits=self.net.logits(hidden)
+            )
+            loss = _labelled_mean(losses, tf.reduce_any(target > 0, axis=1))
+        return self._apply(tape, loss)
+
+    def _sampled_losses(self, hidden, labels, counts) -> tf.Tensor:
+        if self.config.sampled_labels == "one":
+            # The paper's feed: one label per point, drawn uniformly among its labels each step.
+            u = self._gen.uniform(tf.shape(counts))
+            pick = tf.minimum(
+                tf.cast(u * tf.cast(counts, tf.float32), tf.int32), tf.maximum(counts - 1, 0)
+            )
+            labels = tf.gather(labels, pick, batch_dims=1)[:, None]
+            counts = tf.minimum(counts, 1)
+        sampled = sample_candidates(self._gen, self._log_p, self._n_sampled)
+        return sampled_softmax_loss(
+            hidden, self.net.w2, self.net.b2, labels, counts, sampled, self._log_q
+        )
+
+    def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> tf.Tensor:
+        variables = list(self.net.variables.values())
+        self.opt.apply(tape.gradient(loss, variables))
+        return loss
+
+    # -- evaluation (untimed) ----------------------------------------------------------------
+
+    def _topk_fn(self, feat_ids, feat_vals, feat_rows, batch_size, k) -> tf.Tensor:
+        hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, batch_size)
+        return tf.math.top_k(self.net.logits(hidden), k=k).indices
+
+    def predict_topk(self, data, k: int) -> np.ndarray:
+        """Top-``k`` labels of every point of ``data`` by dense scores over all labels.
+
+        Parameters
+        ----------
+        data : slide_engine.data.XCData
+        k : int
+
+        Returns
+        -------
+        ndarray of int32, shape (n, k)
+            Highest score first; ties broken towards the lower label id (``tf.math.top_k``).
+        """
+        n = data.x_indptr.shape[0] - 1
+        out = np.empty((n, k), dtype=np.int32)
+        chunk = self.config.eval_chunk
+        with tf.device(self._tf_device):
+            for start in range(0, n, chunk):
+                rows = np.arange(start, min(start + chunk, n))
+                ids, vals, seg = feature_arrays(data, rows)
+                out[rows] = self._topk(
+                    ids, vals, seg, tf.constant(len(rows), tf.int32), tf.constant(k, tf.int32)
+                ).numpy()
+        return out
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """Seconds of host-side batch preparation and of the TF step since the last call."""
+        out = {"t_host": self._t_host, "t_step": self._t_step}
+        self._t_host = self._t_step = 0.0
+        return out
+
+    def _state_variables(self) -> dict[str, tf.Variable]:
+        out = {f"net/{name}": var for name, var in self.net.variables.items()}
+        out.update(self.opt.slots())
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights, Adam slots and step, and the generator state, as NumPy arrays."""
+        state = {key: var.numpy() for key, var in self._state_variables().items()}
+        state["rng/state"] = self._gen.state.numpy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned (same configuration and data shapes)."""
+        for key, var in self._state_variables().items():
+            var.assign(state[key])
+        self._gen.reset(state["rng/state"])
+
+    def is_finite(self) -> bool:
+        """True if every weight is finite."""
+        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.net.variables.values())
+
+    def provenance(self) -> dict[str, str]:
+        """TensorFlow version, build, device and thread settings for the sidecar."""
+        return build_info(self._tf_device)
