@@ -57,8 +57,10 @@ def test_sketch_matches_dense_reference_and_parallel_matches_serial():
     aug = np.concatenate([weights, bias[:, None]], axis=1).astype(np.float64)
     clear = np.abs(aug @ proj.astype(np.float64).T) > 1e-5  # float32 rounding can flip |x|~0
     assert np.array_equal(unpack(codes, BITS)[clear], ref[clear])
-    assert np.array_equal(_sketch_rows_serial(weights, bias, proj, rows),
-                          _sketch_rows_parallel(weights, bias, proj, rows))
+    assert np.array_equal(
+        _sketch_rows_serial(weights, bias, proj, rows),
+        _sketch_rows_parallel(weights, bias, proj, rows),
+    )
 
 
 def test_flipped_fraction_equals_reference_under_controlled_perturbation():

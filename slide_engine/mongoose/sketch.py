@@ -81,9 +81,7 @@ def sketch_rows(
 
 
 @njit(cache=True)
-def refresh_codes(
-    ref: np.ndarray, cur: np.ndarray, rows: np.ndarray, new: np.ndarray
-) -> int:
+def refresh_codes(ref: np.ndarray, cur: np.ndarray, rows: np.ndarray, new: np.ndarray) -> int:
     """Store new current codes for ``rows`` and return the change of the total flipped-bit count.
 
     The scheduler keeps ``total = sum_i popcount(ref[i] ^ cur[i])`` over all neurons; replacing

@@ -1,0 +1,212 @@
+"""MongoosePolicy: the per-layer maintenance hook the engine calls at the end of ``train_batch``.
+
+It replaces the fixed re-insert/redraw schedule of one LSH-sampled, neuron-major layer:
+
+1. :meth:`MongoosePolicy.observe` (learnable hash only) keeps the layer's recent inputs;
+2. :meth:`MongoosePolicy.after_batch` marks the rows the optimiser touched (O(touched)); every
+   ``check_every`` iterations the :class:`~slide_engine.mongoose.scheduler.DriftScheduler`
+   re-sketches them and, if the flipped fraction passed the threshold, the policy rebuilds the
+   tables (``mode="rebuild"``) or re-inserts the neurons touched since they were last hashed
+   (``mode="reinsert"``); with ``learn`` it first refits the SimHash projections on pairs mined
+   from the recent inputs, then rebuilds (new hash functions need a full build).
+
+Everything runs inside ``train_batch``, so its cost lands in the training clock. The policy
+works on an :class:`~slide_engine.lsh.LSHIndex` (``build``, ``reinsert``, ``hash_functions``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from slide_engine.errors import ConfigError
+from slide_engine.lsh import LSHIndex
+from slide_engine.lsh.families import FAMILY_SIMHASH
+from slide_engine.mongoose.config import MongooseConfig
+from slide_engine.mongoose.learned import (
+    FitSettings,
+    fit_projection,
+    hashing_projection,
+    mine_pairs,
+)
+from slide_engine.mongoose.retrieval import retrieve_from_tables
+from slide_engine.mongoose.scheduler import DriftScheduler
+
+
+class MongoosePolicy:
+    """Drift-triggered maintenance, optionally with learned SimHash, of one layer's tables.
+
+    Parameters
+    ----------
+    config : MongooseConfig
+        The layer's MONGOOSE settings.
+    weights : ndarray of float32, shape (n, d)
+        Neuron-major layer weights, as the tables were just built from.
+    bias : ndarray of float32, shape (n,)
+        Layer bias.
+    index : LSHIndex
+        The layer's tables (already built from ``weights``).
+    seed : int
+        Seeds the sketch hyperplanes and the fit's sampling.
+    """
+
+    def __init__(
+        self,
+        config: MongooseConfig,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        index: LSHIndex,
+        seed: int,
+    ) -> None:
+        hf = index.hash_functions
+        if config.learn and hf.family != FAMILY_SIMHASH:
+            raise ConfigError("mongoose.learn needs the layer's hash family to be simhash")
+        if config.learn and config.mode != "rebuild":
+            raise ConfigError("mongoose.learn draws new hash functions: it needs mode=rebuild")
+        self.config = config
+        self.scheduler = DriftScheduler(
+            weights,
+            bias,
+            config.sketch_bits,
+            config.threshold,
+            config.check_every,
+            config.mode,
+            seed,
+        )
+        self.rng = np.random.default_rng([seed, 0x4D6F])
+        self.queries = np.zeros((config.query_buffer, weights.shape[1]), dtype=np.float32)
+        self.n_seen = 0
+        # The map being fitted, (K*L, d); it starts at the tables' random projections.
+        self.fitted = hf.proj.T.astype(np.float32) if config.learn else np.zeros((0, 0), np.float32)
+        self.fits = 0
+        self.t_fit = 0.0
+
+    def observe(self, inputs: np.ndarray) -> None:
+        """Remember the layer's inputs of this batch (ring buffer; no-op without ``learn``).
+
+        Parameters
+        ----------
+        inputs : ndarray of float32, shape (B, d)
+            The batch's inputs to the layer (hidden activations).
+        """
+        if not self.config.learn:
+            return
+        size = self.queries.shape[0]
+        take = inputs[-size:]
+        slots = (self.n_seen + np.arange(take.shape[0])) % size
+        self.queries[slots] = take
+        self.n_seen += take.shape[0]
+
+    def after_batch(
+        self,
+        iteration: int,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        touched: np.ndarray,
+        index: LSHIndex,
+    ) -> str | None:
+        """Record touched rows; at check points, maintain the tables if they drifted.
+
+        Parameters
+        ----------
+        iteration : int
+            Iterations completed, counting this batch (from 1).
+        weights : ndarray of float32, shape (n, d)
+            Layer weights after this batch's update.
+        bias : ndarray of float32, shape (n,)
+            Layer bias after the update.
+        touched : ndarray of int, any shape
+            Neurons whose weights or bias this batch changed (duplicates allowed).
+        index : LSHIndex
+            The layer's tables; rebuilt, re-inserted or given new hash functions in place.
+
+        Returns
+        -------
+        str or None
+            ``"rebuild"``, ``"reinsert"`` or None (nothing done).
+        """
+        sched = self.scheduler
+        sched.mark(touched)
+        if not sched.due(iteration):
+            return None
+        decision = sched.check(iteration, weights, bias)
+        if decision.action == "none":
+            return None
+        t0 = time.perf_counter()
+        if self.config.learn:
+            self._refit(weights, bias, index)
+        if decision.action == "rebuild":
+            index.build(weights)
+        else:
+            index.reinsert(weights, decision.rows)
+        sched.events[-1]["t_action"] = time.perf_counter() - t0
+        return decision.action
+
+    def _refit(self, weights: np.ndarray, bias: np.ndarray, index: LSHIndex) -> None:
+        t0 = time.perf_counter()
+        queries = self.queries[: min(self.n_seen, self.queries.shape[0])]
+        hf = index.hash_functions
+        indptr, ids = retrieve_from_tables(hf, index.tables, queries)
+        cfg = self.config
+        pairs = mine_pairs(
+            queries, weights, bias, indptr, ids, cfg.pos_frac, cfg.pos_min_k, self.rng
+        )
+        settings = FitSettings(steps=cfg.fit_steps, batch=cfg.fit_batch, lr=cfg.fit_lr)
+        self.fitted, losses = fit_projection(
+            self.fitted, hf.k, hf.l, queries, weights, pairs, settings, self.rng
+        )
+        proj = hashing_projection(self.fitted, cfg.binarize)
+        index.hash_functions = hf._replace(proj=np.ascontiguousarray(proj.T))
+        self.fits += 1
+        seconds = time.perf_counter() - t0
+        self.t_fit += seconds
+        self.scheduler.events[-1].update(
+            {
+                "pairs": int(pairs.label.shape[0]),
+                "missed_top": pairs.missed_top,
+                "retrieved_low": pairs.retrieved_low,
+                "fit_loss_first": losses[0] if losses else float("nan"),
+                "fit_loss_last": losses[-1] if losses else float("nan"),
+                "t_fit": seconds,
+            }
+        )
+
+    def tables_rebuilt(self, weights: np.ndarray, bias: np.ndarray) -> None:
+        """Tell the scheduler the engine rebuilt the tables on its own (e.g. after a load)."""
+        self.scheduler.tables_rebuilt(weights, bias)
+
+    def install(self, index: LSHIndex, weights: np.ndarray) -> None:
+        """Put the learned projections (after :meth:`load_state_dict`) into ``index``; rebuild.
+
+        Parameters
+        ----------
+        index : LSHIndex
+        weights : ndarray of float32, shape (n, d)
+        """
+        if self.fits:
+            proj = hashing_projection(self.fitted, self.config.binarize)
+            index.hash_functions = index.hash_functions._replace(proj=np.ascontiguousarray(proj.T))
+            index.build(weights)
+
+    def stats(self) -> dict[str, float]:
+        """Cumulative curve columns: checks, rebuilds, reinserts, t_sched, fits, t_fit (s)."""
+        return {**self.scheduler.counters(), "fits": float(self.fits), "t_fit": self.t_fit}
+
+    def state_dict(self, prefix: str) -> dict[str, np.ndarray]:
+        """Arrays needed to resume (keys start with ``prefix``)."""
+        return {
+            **self.scheduler.state_dict(prefix + "sched."),
+            f"{prefix}queries": self.queries.copy(),
+            f"{prefix}fitted": self.fitted.copy(),
+            f"{prefix}counts": np.array([self.n_seen, self.fits], dtype=np.int64),
+            f"{prefix}t_fit": np.array([self.t_fit]),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray], prefix: str) -> None:
+        """Restore from :meth:`state_dict` output (then call :meth:`install`)."""
+        self.scheduler.load_state_dict(state, prefix + "sched.")
+        self.queries = np.array(state[f"{prefix}queries"], dtype=np.float32)
+        self.fitted = np.array(state[f"{prefix}fitted"], dtype=np.float32)
+        self.n_seen, self.fits = (int(v) for v in state[f"{prefix}counts"])
+        self.t_fit = float(state[f"{prefix}t_fit"][0])
