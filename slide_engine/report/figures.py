@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from slide_engine.report.series import (
     MethodStyle,
@@ -36,17 +37,38 @@ X_LABELS = {
 }
 
 
-def _failed_note(ax: Axes, summary: pd.DataFrame) -> None:
-    """Name the runs that did not produce a curve, with their reason, under the axes."""
-    failed = summary[summary["status"] == "failed"]
-    if failed.empty:
-        return
-    notes = sorted(
-        {f"{r.method} ({r.device}, {r.threads} thr): {r.reason}" for r in failed.itertuples()}
-    )
-    text = "not run: " + "; ".join(notes[:4]) + (" ..." if len(notes) > 4 else "")
-    ax.annotate(text, (0, 0), xycoords="figure fraction", xytext=(6, 4),
-                textcoords="offset points", fontsize=7, color="0.35", va="bottom", wrap=True)
+def _failed_entries(ax: Axes, summary: pd.DataFrame, styles: Mapping[str, MethodStyle]) -> None:
+    """Add a legend entry, with the reason, for each method and device whose runs all failed."""
+    for (method, device), rows in _in_config_order(summary, styles):
+        if not (rows["status"] == "failed").all():
+            continue
+        reason = str(rows["reason"].iloc[0])
+        reason = reason if len(reason) <= 48 else reason[:47] + "..."
+        style = styles[method]
+        ax.plot([], [], color=style.color, marker=style.marker, linestyle="none", alpha=0.5,
+                label=f"{method} ({device}): not run, {reason}")
+
+
+def _in_config_order(
+    frame: pd.DataFrame, styles: Mapping[str, MethodStyle]
+) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """Groups of ``frame`` by (method, device), methods in config order, CPU before GPU."""
+    order = {method: i for i, method in enumerate(styles)}
+    groups = list(frame.groupby(["method", "device"], sort=False))
+    return sorted(groups, key=lambda item: (order[item[0][0]], item[0][1]))
+
+
+def _plain(value: float, _pos: int) -> str:
+    """Tick label without scientific notation."""
+    return f"{value:g}"
+
+
+def _plain_125(value: float, _pos: int) -> str:
+    """Minor log tick label only at 2x and 5x a power of ten (keeps log axes uncluttered)."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:g}" if mantissa in (2.0, 5.0) else ""
 
 
 def _empty(ax: Axes, message: str) -> None:
@@ -79,7 +101,7 @@ def convergence_figure(
     ax = fig.add_subplot()
     subset = headline_runs(curves[curves["eval_set"] == "subset"])
     devices = list(subset["device"].unique())
-    for (method, device), runs in subset.groupby(["method", "device"], sort=False):
+    for (method, device), runs in _in_config_order(subset, styles):
         pairs = [(g[x].to_numpy(), g["p_at_1"].to_numpy()) for _, g in runs.groupby("seed")]
         band = band_over_runs(pairs)
         style = styles[method]
@@ -92,10 +114,10 @@ def convergence_figure(
                 markevery=max(1, len(band.x) // 12), markersize=5, label=label)
         if band.n_runs > 1:
             ax.fill_between(band.x, band.low, band.high, color=style.color, alpha=0.18, lw=0)
+    _failed_entries(ax, summary, styles)
     if subset.empty:
         _empty(ax, "no successful runs")
-    else:
-        ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel("P@1 on the test subset")
     what = "training time" if x == "train_seconds" else "iterations"
@@ -103,7 +125,6 @@ def convergence_figure(
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    _failed_note(ax, summary)
     return fig
 
 
@@ -111,11 +132,11 @@ def thread_scaling_figure(
     summary: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
 ) -> Figure:
     """Seconds per epoch (left) and speed-up over the smallest thread count (right)."""
-    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    fig = Figure(figsize=(10, 5), layout="constrained")
     left, right = fig.subplots(1, 2)
     table = scaling_table(summary)
     devices = list(table["device"].unique())
-    for (method, device), rows in table.groupby(["method", "device"], sort=False):
+    for (method, device), rows in _in_config_order(table, styles):
         style = styles[method]
         label = series_label(method, device, devices)
         linestyle = "--" if device == "gpu" else "-"
@@ -125,18 +146,21 @@ def thread_scaling_figure(
                       marker=style.marker, linestyle=linestyle, capsize=3, label=label)
         right.plot(rows["threads"], rows["speedup"], color=style.color, marker=style.marker,
                    linestyle=linestyle, label=label)
+    _failed_entries(right, summary, styles)
     if table.empty:
         _empty(left, "no successful runs")
     else:
         threads = np.unique(table["threads"])
-        ideal_x = np.array([threads.min(), threads.max()], dtype=float)
-        right.plot(ideal_x, ideal_x / threads.min(), color="0.3", linestyle=":", label="ideal")
+        right.plot(threads, threads / threads.min(), color="0.3", linestyle=":", label="ideal")
         for ax in (left, right):
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
             ax.set_xticks(threads, [str(t) for t in threads])
-            ax.minorticks_off()
-        left.set_yscale("log")
-        right.legend(fontsize=8, loc="upper left")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+            ax.yaxis.set_minor_formatter(FuncFormatter(_plain_125))
+    fig.legend(*right.get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize=8, frameon=False)
     left.set_xlabel("threads")
     left.set_ylabel("seconds per epoch (median, bars: min-max over seeds)")
     right.set_xlabel("threads")
@@ -144,7 +168,6 @@ def thread_scaling_figure(
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"{dataset}: thread scaling of training time", fontsize=10)
-    _failed_note(left, summary)
     return fig
 
 
@@ -158,7 +181,7 @@ def time_to_accuracy_figure(
     target = summary["target_p_at_1"].dropna()
     devices = list(runs["device"].unique())
     labels, reached_any = [], False
-    for i, ((method, device), rows) in enumerate(runs.groupby(["method", "device"], sort=False)):
+    for i, ((method, device), rows) in enumerate(_in_config_order(runs, styles)):
         style = styles[method]
         threads = int(rows["threads"].iloc[0])
         labels.append(f"{series_label(method, device, devices)}, {threads} thr")
@@ -181,7 +204,7 @@ def time_to_accuracy_figure(
         ax.text(0.01, i, note, transform=ax.get_yaxis_transform(), va="center", fontsize=8,
                 color="0.3")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first method on top, half a bar of margin
     if not reached_any:
         ax.set_xlim(0, 1)
     ax.set_xlabel("training seconds to reach the target (median, bars: min-max over seeds)")
