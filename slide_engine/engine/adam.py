@@ -1,0 +1,84 @@
+"""Adam over weight rows, dense (every row every step) or lazy (only rows stamped this step).
+
+Rows are the unit of the optimiser: a feature row of the first layer (``w[D, H]``) or a neuron row
+(weights plus that neuron's bias) of any other layer. Each row has its own step counter, so lazy
+Adam applies the bias correction of the number of updates that row really received (a row first
+touched at global step 1000 is corrected as step 1, as a fresh Adam would). In dense mode all
+counters advance together and equal the global step, which is the reference C++ behaviour.
+
+The update uses the bias-corrected step size of the reference code and TensorFlow,
+``lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)``; ``w -= lr_t * m / (sqrt(v) + eps)``.
+The gradient accumulator of an updated row is zeroed for the next batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+
+@njit(cache=True, fastmath=True)
+def _adam_row(r, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2, eps):
+    if lazy and stamp[r] != step_no:
+        return
+    t = row_step[r] + 1
+    row_step[r] = t
+    lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    wr = w[r]
+    gr = g[r]
+    mr = m[r]
+    vr = v[r]
+    for k in range(wr.shape[0]):
+        gk = gr[k]
+        mk = beta1 * mr[k] + (1.0 - beta1) * gk
+        vk = beta2 * vr[k] + (1.0 - beta2) * gk * gk
+        mr[k] = mk
+        vr[k] = vk
+        wr[k] -= lr_t * mk / (math.sqrt(vk) + eps)
+        gr[k] = 0.0
+    if b.shape[0] > 0:
+        gk = gb[r]
+        mk = beta1 * mb[r] + (1.0 - beta1) * gk
+        vk = beta2 * vb[r] + (1.0 - beta2) * gk * gk
+        mb[r] = mk
+        vb[r] = vk
+        b[r] -= lr_t * mk / (math.sqrt(vk) + eps)
+        gb[r] = 0.0
+
+
+@njit(cache=True)
+def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
+                     eps):
+    """One Adam step over the rows of a weight matrix.
+
+    Parameters
+    ----------
+    w, g, m, v : float32 (R, C)
+        Weights, gradient accumulator (zeroed on update), first and second moments.
+    b, gb, mb, vb : float32 (R,) or (0,)
+        Per-row bias, its gradient and moments; empty arrays when the rows carry no bias
+        (first-layer feature rows).
+    row_step : int64 (R,)
+        Per-row Adam step counters (incremented on update).
+    stamp : int64 (R,)
+        Step at which each row last received gradient.
+    step_no : int
+        The current global step.
+    lazy : bool
+        Update only rows with ``stamp == step_no`` (lazy) or every row (dense).
+    lr, beta1, beta2, eps : float
+        Adam hyperparameters.
+    """
+    for r in range(w.shape[0]):
+        _adam_row(r, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
+                  eps)
+
+
+@njit(cache=True, parallel=True)
+def adam_rows_parallel(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
+                       eps):
+    """Parallel twin of :func:`adam_rows_serial` (rows are disjoint: no race)."""
+    for r in prange(w.shape[0]):
+        _adam_row(r, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
+                  eps)

@@ -1,0 +1,109 @@
+"""Configuration of the SLIDE engine: the network, the optimiser and each layer's hashing.
+
+Defaults reproduce the MLSys 2020 network (sparse input -> 128 ReLU -> LSH-sampled softmax,
+Adam lr 1e-4) with lazy Adam. Every field can be set from YAML or ``--set key=value`` (see
+:mod:`slide_engine.cli`), e.g. ``--set output.hash.family=dwta --set adam=dense``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class HashConfig:
+    """LSH tables and active-set selection of one sampled layer."""
+
+    #: SimHash suits any input and works at the 128-wide hidden layer; DWTA is the Amazon choice
+    family: Literal["simhash", "wta", "dwta", "minhash"] = "simhash"
+    #: codes per table (the paper: K=9 SimHash on Delicious, K=6 DWTA in the Amazon config)
+    k: int = 9
+    #: tables (the paper's L=50 on every dataset)
+    l: int = 50  # noqa: E741 -- the LSH literature's name for the number of tables
+    #: buckets per table (2^18 in the Amazon config; SimHash K=9 addresses only 512)
+    n_buckets: int = 2**18
+    #: ids kept per bucket (the reference's 128)
+    bucket_capacity: int = 128
+    #: which ids a full bucket keeps: the reference's FIFO, or a uniform reservoir
+    replacement: Literal["fifo", "reservoir"] = "fifo"
+    #: how K codes form a bucket index: lossless, or the reference's 2-bit-shift overlap
+    packing: Literal["concat", "reference-overlap-2bit"] = "concat"
+    #: WTA/DWTA coordinates compared per code (8 = the reference's 3-bit codes)
+    bin_size: int = 8
+    #: active set: union of probed buckets + random top-up (the reference default), or another
+    policy: Literal["union", "threshold", "vanilla", "topk-count", "random", "exact-topk"] = "union"
+    #: union: top up to this many active neurons (the reference's ~1000); vanilla, topk-count,
+    #: random, exact-topk: the active budget (labels included)
+    min_active: int = 1000
+    #: threshold policy: keep neurons found in at least this many of the L probed buckets
+    threshold: int = 2
+    #: table maintenance: "reference" rebuilds every ``rebuild_every`` batches (the code);
+    #: "decay" rebuilds at the paper's geometrically growing intervals
+    schedule: Literal["reference", "decay"] = "reference"
+    #: reference schedule: re-hash every neuron into the tables every this many batches (code: 50)
+    rebuild_every: int = 50
+    #: both schedules: draw new hash functions every this many batches (code: 1000; 0 = never)
+    redraw_every: int = 1000
+    #: decay schedule: first interval N0 (the paper's 50)
+    decay_first: int = 50
+    #: decay schedule: growth of the interval per rebuild (the paper leaves it open)
+    decay_growth: float = 1.5
+
+
+@dataclass
+class LayerConfig:
+    """One layer: its width and whether its neurons are sampled by LSH."""
+
+    #: neurons (hidden layers only; the output layer has one per label): the paper's 128
+    units: int = 128
+    #: compute only LSH-selected neurons (plus, in training, the true labels of the output layer)
+    sampled: bool = False
+    #: tables and selection when ``sampled``
+    hash: HashConfig = field(default_factory=HashConfig)
+
+
+def _default_hidden() -> list[LayerConfig]:
+    return [LayerConfig(units=128, sampled=False)]
+
+
+def _default_output() -> LayerConfig:
+    return LayerConfig(sampled=True)
+
+
+@dataclass
+class SlideConfig:
+    """The whole engine: layers, initialisation, Adam, evaluation memory."""
+
+    #: hidden layers from input to output (the paper: one dense 128-unit ReLU layer)
+    hidden: list[LayerConfig] = field(default_factory=_default_hidden)
+    #: the softmax output layer (the paper: LSH-sampled)
+    output: LayerConfig = field(default_factory=_default_output)
+    #: weight init: N(0, init_std^2) as the reference C++, or the TF baselines' truncated normal
+    init: Literal["normal", "truncated_normal"] = "normal"
+    #: std of the "normal" init (the reference's 0.01)
+    init_std: float = 0.01
+    #: Adam step size (the paper's 1e-4, tuned within 1e-5..1e-3)
+    lr: float = 1e-4
+    #: Adam first-moment decay (standard)
+    beta1: float = 0.9
+    #: Adam second-moment decay (standard)
+    beta2: float = 0.999
+    #: Adam denominator guard (standard)
+    eps: float = 1e-8
+    #: "lazy" updates only rows that got gradient (per-row bias correction): cost scales with
+    #: the active set, as the paper describes; "dense" updates every row every batch, as the code
+    adam: Literal["lazy", "dense"] = "lazy"
+    #: scratch memory for dense evaluation scores (chunks of test points are scored at once)
+    eval_chunk_mb: int = 256
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.init_std <= 0 or self.eps <= 0:
+            raise ValueError("lr, init_std and eps must be positive")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ValueError("beta1 and beta2 must be in [0, 1)")
+        if self.eval_chunk_mb < 1:
+            raise ValueError("eval_chunk_mb must be >= 1")
+        for i, layer in enumerate(self.hidden):
+            if layer.units < 1:
+                raise ValueError(f"hidden[{i}].units must be >= 1")

@@ -1,0 +1,528 @@
+"""SlideNetwork: the SLIDE engine as a :class:`~slide_engine.harness.Trainable`.
+
+The class owns the arrays, validates input, sets numba's thread count (and restores it), times
+the phases of a batch and calls the kernels; its only arithmetic is the BLAS product that scores
+all labels at evaluation.
+
+One training step (:meth:`SlideNetwork.train_batch`) runs layer by layer over the whole batch:
+
+1. *hash* (sampled layers): hash each sample's input to the layer and pick its active neurons
+   (output layer: the sample's labels first, then the LSH candidates);
+2. *forward*: the active neurons' values (ReLU in hidden layers, logits at the output), then the
+   softmax over each sample's active output neurons and ``delta = p - t``;
+3. *backward*: gradient rows accumulated in place without locks (HOGWILD at >1 thread). A dense
+   layer fed by a dense layer is done row by row instead (one worker per row): every sample
+   touches every row there, so HOGWILD would collide on every sample, not rarely;
+4. *update*: Adam over rows, lazy (rows stamped this step) or dense (all rows);
+5. *tables*: scheduled rebuild / redraw of each sampled layer's hash tables.
+
+Samples without labels contribute neither loss nor gradient (their delta is zero, no row is
+touched); the returned loss is the mean over the batch's labelled samples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict
+from os import PathLike
+from typing import Any
+
+import numba
+import numpy as np
+
+from slide_engine.checkpoint import load_checkpoint, save_checkpoint
+from slide_engine.cli import from_dict
+from slide_engine.data import XCData
+from slide_engine.engine.buffers import BatchBuffers
+from slide_engine.engine.config import LayerConfig, SlideConfig
+from slide_engine.engine.inference import topk_dense, topk_sparse
+from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
+from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
+from slide_engine.engine.sampling import LayerSampler
+from slide_engine.errors import ConfigError
+from slide_engine.harness import RunResult, RunSettings
+from slide_engine.harness import run as harness_run
+from slide_engine.metrics import precision_at_k
+
+__all__ = ["SlideNetwork"]
+
+_PHASES = ("hash", "forward", "backward", "update", "tables")
+
+
+@contextmanager
+def _numba_threads(n: int) -> Iterator[None]:
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class SlideNetwork:
+    """Sparse input -> hidden layers -> softmax output, any layer dense or LSH-sampled.
+
+    Parameters
+    ----------
+    config : SlideConfig, optional
+        Network, optimiser and hashing settings (default: the MLSys 2020 network).
+    seed : int
+        Seeds the weights, the hash functions and the random top-up.
+    threads : int
+        Numba threads. One thread runs the serial kernels (bit-deterministic); more threads run
+        the parallel ones (HOGWILD, not deterministic).
+
+    Attributes
+    ----------
+    layers : list of LayerParams
+        The input-major first layer, then neuron-major layers; the last is the output layer.
+    """
+
+    method = "slide"
+    device = "cpu"
+
+    def __init__(self, config: SlideConfig | None = None, *, seed: int = 0,
+                 threads: int = 1) -> None:
+        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+            raise ConfigError(
+                f"threads must be in [1, {numba.config.NUMBA_NUM_THREADS}] on this machine, "
+                f"got {threads}"
+            )
+        self.config = config if config is not None else SlideConfig()
+        self.seed = int(seed)
+        self.threads = int(threads)
+        self.layers: list[LayerParams] = []
+        self._specs: list[LayerConfig] = [*self.config.hidden, self.config.output]
+        self._samplers: dict[int, LayerSampler] = {}
+        self._train: XCData | None = None
+        self._buffers: BatchBuffers | None = None
+        self._step = 0
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ set-up
+
+    def prepare(self, train: XCData) -> None:
+        """Build layers, hash tables and buffers for ``train`` (untimed start-up).
+
+        Parameters
+        ----------
+        train : XCData
+            The training set (kept by reference; batches are row numbers into it).
+        """
+        max_labels = int(np.diff(train.y_indptr).max(initial=0))
+        self._build(train.n_features, train.n_labels, max_labels)
+        self._train = train
+
+    def _build(self, n_features: int, n_labels: int, max_labels: int) -> None:
+        if n_labels < 1 or n_features < 1:
+            raise ConfigError("the training set needs at least one feature and one label")
+        self._max_labels = max_labels
+        self._widths = [spec.units for spec in self.config.hidden] + [n_labels]
+        self.layers = []
+        n_in = n_features
+        for index, n_out in enumerate(self._widths):
+            rng = np.random.default_rng([self.seed, index])
+            self.layers.append(
+                init_layer(n_in, n_out, index == 0, self.config.init, self.config.init_std, rng)
+            )
+            n_in = n_out
+        last = len(self._widths) - 1
+        try:
+            self._samplers = {
+                index: LayerSampler(spec.hash, self.layers[index].n_out, self.layers[index].n_in,
+                                    is_output=index == last,
+                                    max_labels=max_labels, seed=self.seed, layer_index=index,
+                                    threads=self.threads)
+                for index, spec in enumerate(self._specs)
+                if spec.sampled
+            }
+        except ValueError as err:
+            raise ConfigError(f"hash settings: {err}") from err
+        self._step = 0
+        self._buffers = None
+        with _numba_threads(self.threads):
+            for index, sampler in self._samplers.items():
+                sampler.build(self._neuron_rows(index))
+        self._reset_stats()
+
+    def _neuron_rows(self, index: int) -> np.ndarray:
+        # each neuron's weight vector as a row (the first layer stores neurons as columns)
+        w = self.layers[index].w
+        return np.ascontiguousarray(w.T) if index == 0 else w
+
+    def warmup(self, rows: np.ndarray) -> None:
+        """Compile every kernel on one batch and one prediction, then restore the prior state.
+
+        Parameters
+        ----------
+        rows : int (B,)
+            Training rows of one batch.
+        """
+        snapshot = self.state_dict()
+        self.train_batch(rows)
+        self.predict_topk(self._require_train().take(np.asarray(rows)[:2]), 1)
+        self.load_state_dict(snapshot)
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ training
+
+    def train_batch(self, rows: np.ndarray) -> float:
+        """One Adam step on training rows ``rows``.
+
+        Parameters
+        ----------
+        rows : int (B,)
+            Row numbers into the training set.
+
+        Returns
+        -------
+        float
+            Mean loss over the batch's labelled samples (0.0 if none has a label).
+        """
+        train = self._require_train()
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or rows.size == 0:
+            raise ValueError("rows must be a non-empty 1-D array of training row numbers")
+        if rows.min() < 0 or rows.max() >= train.n_points:
+            raise IndexError(f"training rows must be in [0, {train.n_points})")
+        buf = self._batch_buffers(rows.shape[0])
+        step = self._step + 1
+        k = PARALLEL if self.threads > 1 else SERIAL
+        timers = self._timers
+        last = len(self.layers) - 1
+        with _numba_threads(self.threads):
+            for index in range(len(self.layers)):
+                if index in self._samplers:
+                    t0 = time.perf_counter()
+                    self._select(k, index, train, rows, buf, with_labels=index == last)
+                    timers["hash"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self._forward(k, index, train, rows, buf, relu=index < last, dense_inputs=False)
+                timers["forward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ids, cnt, val = buf.layer(last)
+            k.softmax_loss(rows, train.y_indptr, train.y_indices, ids, cnt, val,
+                           last in self._samplers, buf.loss)
+            timers["forward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._backward(k, train, rows, buf, step)
+            timers["backward"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._update(k, step)
+            timers["update"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for index, sampler in self._samplers.items():
+                self._rebuilds += sampler.maintain(step, lambda i=index: self._neuron_rows(i))
+            timers["tables"] += time.perf_counter() - t0
+        self._step = step
+        self._count_work(train, rows, buf)
+        n_labelled = int(np.count_nonzero(train.y_indptr[rows + 1] - train.y_indptr[rows]))
+        return float(buf.loss.sum() / n_labelled) if n_labelled else 0.0
+
+    def _select(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
+                buf: BatchBuffers, with_labels: bool) -> None:
+        sampler = self._samplers[index]
+        ids, cnt, _ = buf.layer(index)
+        if index == 0:
+            sampler.select_sparse(k.parallel, self.layers[0].w.T, rows,
+                                  (data.x_indptr, data.x_indices, data.x_values),
+                                  data.y_indptr, data.y_indices, with_labels, ids, cnt)
+        else:
+            sampler.select_dense(k.parallel, self.layers[index].w, buf.layer(index - 1),
+                                 index - 1 not in self._samplers, rows, data.y_indptr,
+                                 data.y_indices, with_labels, ids, cnt)
+
+    def _forward(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
+                 buf: BatchBuffers, relu: bool, dense_inputs: bool) -> None:
+        # dense_inputs: every layer below is dense (inference without hashing)
+        layer = self.layers[index]
+        ids, cnt, val = buf.layer(index)
+        dense = dense_inputs or index not in self._samplers
+        if index == 0:
+            k.input_forward(rows, data.x_indptr, data.x_indices, data.x_values, layer.w, layer.b,
+                            ids, cnt, val, dense, relu)
+        else:
+            prev_dense = dense_inputs or index - 1 not in self._samplers
+            k.layer_forward(layer.w, layer.b, *buf.layer(index - 1), prev_dense, ids, cnt, val,
+                            relu)
+
+    def _backward(self, k: KernelSet, data: XCData, rows: np.ndarray, buf: BatchBuffers,
+                  step: int) -> None:
+        # the output layer's delta lives in its value buffer (written by softmax_loss)
+        deltas = [*buf.delta[:-1], buf.val[-1]]
+        for index in range(len(self.layers) - 1, 0, -1):
+            layer = self.layers[index]
+            p = index - 1
+            if index not in self._samplers and p not in self._samplers:
+                k.dense_backward(layer.w, layer.g, layer.gb, layer.stamp, step, deltas[index],
+                                 buf.val[p], deltas[p])
+            else:
+                k.layer_backward(layer.w, layer.g, layer.gb, layer.stamp, step, buf.ids[index],
+                                 buf.cnt[index], deltas[index], *buf.layer(p),
+                                 p not in self._samplers, deltas[p])
+        first = self.layers[0]
+        k.input_backward(rows, data.x_indptr, data.x_indices, data.x_values, first.g,
+                         first.stamp, step, buf.ids[0], buf.cnt[0], deltas[0],
+                         0 not in self._samplers)
+        if scatter_bias_grad(buf.ids[0], buf.cnt[0], deltas[0], first.gb):
+            first.bias_stamp[0] = step
+
+    def _update(self, k: KernelSet, step: int) -> None:
+        cfg = self.config
+        hyper = (cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+        for layer in self.layers:
+            k.adam_rows(layer.w, layer.g, layer.m, layer.v, *layer.bias_rows(), layer.row_step,
+                        layer.stamp, step, *hyper)
+        first = self.layers[0]  # its bias is one optimiser row of its own
+        SERIAL.adam_rows(first.b[None, :], first.gb[None, :], first.mb[None, :],
+                         first.vb[None, :], *NO_BIAS, first.bias_step, first.bias_stamp, step,
+                         *hyper)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def predict_topk(self, data: XCData, k: int) -> np.ndarray:
+        """Top-``k`` labels from a dense forward over every neuron of every layer (untimed).
+
+        Points are scored in chunks whose score matrix fits ``config.eval_chunk_mb``; the output
+        layer of each chunk is one BLAS product.
+
+        Parameters
+        ----------
+        data : XCData
+            Points to score (same feature space as the training set).
+        k : int
+            Labels per point, ``1 <= k <= n_labels``.
+
+        Returns
+        -------
+        int32 (n, k)
+            Label ids, best first (ties: lower id first).
+        """
+        self._check_predict(data, k)
+        n_labels = self._widths[-1]
+        chunk = self._chunk_points(data.n_points, max(self._widths))
+        last = len(self.layers) - 1
+        hidden = BatchBuffers(self._widths[:-1], [None] * last, chunk)
+        scores = np.empty((chunk, n_labels), dtype=np.float32)
+        out = np.empty((data.n_points, k), dtype=np.int32)
+        out_layer = self.layers[-1]
+        with _numba_threads(self.threads):
+            for start in range(0, data.n_points, chunk):
+                rows = np.arange(start, min(start + chunk, data.n_points), dtype=np.int64)
+                m = rows.shape[0]
+                buf = hidden.view(m)
+                for index in range(last):
+                    self._forward(PARALLEL, index, data, rows, buf, relu=True, dense_inputs=True)
+                s = scores[:m]
+                if last == 0:
+                    PARALLEL.input_forward(rows, data.x_indptr, data.x_indices, data.x_values,
+                                           out_layer.w, out_layer.b, np.zeros((m, 1), np.int32),
+                                           np.full(m, n_labels, np.int32), s, True, False)
+                else:
+                    np.matmul(buf.val[last - 1], out_layer.w.T, out=s)
+                    s += out_layer.b
+                out[start : start + m] = topk_dense(s, k)
+        return out
+
+    def predict_topk_lsh(self, data: XCData, k: int) -> np.ndarray:
+        """Top-``k`` labels scoring only the LSH-selected neurons of every sampled layer.
+
+        Parameters
+        ----------
+        data : XCData
+            Points to score.
+        k : int
+            Labels per point.
+
+        Returns
+        -------
+        int32 (n, k)
+            Label ids among each point's active output neurons, best first; -1 pads a point
+            with fewer than ``k`` active outputs.
+        """
+        self._check_predict(data, k)
+        chunk = min(max(data.n_points, 1), 1024)
+        buffers = BatchBuffers(self._widths, self._caps(), chunk)
+        out = np.empty((data.n_points, k), dtype=np.int32)
+        last = len(self.layers) - 1
+        with _numba_threads(self.threads):
+            for start in range(0, data.n_points, chunk):
+                rows = np.arange(start, min(start + chunk, data.n_points), dtype=np.int64)
+                buf = buffers.view(rows.shape[0])
+                for index in range(last + 1):
+                    if index in self._samplers:
+                        self._select(PARALLEL, index, data, rows, buf, with_labels=False)
+                    self._forward(PARALLEL, index, data, rows, buf, relu=index < last,
+                                  dense_inputs=False)
+                ids, cnt, val = buf.layer(last)
+                out[start : start + rows.shape[0]] = topk_sparse(val, ids, cnt, k)
+        return out
+
+    def evaluate(self, data: XCData, ks: tuple[int, ...] = (1, 3, 5)) -> dict[int, float]:
+        """Precision at each ``k`` with the dense forward (:meth:`predict_topk`)."""
+        topk = self.predict_topk(data, max(ks))
+        return precision_at_k(topk, data.y_indptr, data.y_indices, ks)
+
+    def _check_predict(self, data: XCData, k: int) -> None:
+        if not self.layers:
+            raise RuntimeError("call prepare() (or load()) before predicting")
+        if data.n_features != self.layers[0].n_in:
+            raise ConfigError(
+                f"data has {data.n_features} features, the network {self.layers[0].n_in}"
+            )
+        if not 1 <= k <= self._widths[-1]:
+            raise ValueError(f"k must be in [1, {self._widths[-1]}], got {k}")
+
+    def _chunk_points(self, n: int, width: int) -> int:
+        budget = self.config.eval_chunk_mb * 2**20
+        return int(max(1, min(max(n, 1), budget // (4 * width))))
+
+    # ------------------------------------------------------------------ instrumentation
+
+    def _reset_stats(self) -> None:
+        self._timers = dict.fromkeys(_PHASES, 0.0)
+        self._rebuilds = 0
+        self._samples = 0
+        self._active = dict.fromkeys(self._samplers, 0)
+        self._macs = 0.0
+        self._macs_dense = 0.0
+
+    def _count_work(self, data: XCData, rows: np.ndarray, buf: BatchBuffers) -> None:
+        # forward multiply-adds: sampled vs the dense network (KDD 2017's "5%" figure)
+        nnz = (data.x_indptr[rows + 1] - data.x_indptr[rows]).astype(np.float64)
+        cnt = [c.astype(np.float64) for c in buf.cnt]
+        macs = float(nnz @ cnt[0])
+        dense = float(nnz.sum()) * self._widths[0]
+        for index in range(1, len(cnt)):
+            macs += float(cnt[index] @ cnt[index - 1])
+            dense += rows.shape[0] * self._widths[index] * self._widths[index - 1]
+        self._macs += macs
+        self._macs_dense += dense
+        self._samples += rows.shape[0]
+        for index in self._samplers:
+            self._active[index] += int(buf.cnt[index].sum())
+
+    def stats(self) -> dict[str, float]:
+        """Work since the previous call, for the curve's extra columns.
+
+        Returns
+        -------
+        dict
+            ``active_mean`` (output layer) and ``active_mean_h<i>`` (sampled hidden layer ``i``):
+            mean active neurons per sample (NaN for a dense layer); ``active_fraction``: the output
+            one over the number of labels; ``mult_fraction``: forward multiply-adds over the
+            dense network's; ``t_hash``, ``t_forward``, ``t_backward``, ``t_update``,
+            ``t_tables``: seconds per phase; ``rebuilds``: table rebuilds.
+        """
+        last = len(self.layers) - 1
+        n = self._samples
+        out: dict[str, float] = {}
+        for index in range(len(self.layers)):
+            key = "active_mean" if index == last else f"active_mean_h{index}"
+            if index in self._samplers and n:
+                out[key] = self._active[index] / n
+            elif index == last:
+                out[key] = float(self._widths[last]) if n else float("nan")
+        out["active_fraction"] = out["active_mean"] / self._widths[last] if self.layers else 0.0
+        out["mult_fraction"] = self._macs / self._macs_dense if self._macs_dense else float("nan")
+        out.update({f"t_{name}": value for name, value in self._timers.items()})
+        out["rebuilds"] = float(self._rebuilds)
+        self._reset_stats()
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights, Adam moments and per-row steps, hash tables, RNG streams, step counter.
+
+        Hash functions are not stored: they are redrawn from the seed and draw count on load.
+        """
+        state = {"step": np.array([self._step], dtype=np.int64)}
+        for index, layer in enumerate(self.layers):
+            state.update(layer.state(f"layer{index}."))
+        for index, sampler in self._samplers.items():
+            state.update(sampler.state(f"lsh{index}."))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict` output into a prepared network of the same shape."""
+        if not self.layers:
+            raise RuntimeError("call prepare() (or load()) before load_state_dict()")
+        state = dict(state)
+        for index, layer in enumerate(self.layers):
+            layer.load(state, f"layer{index}.")
+        for index, sampler in self._samplers.items():
+            sampler.load(state, f"lsh{index}.", lambda i=index: self._neuron_rows(i))
+        self._step = int(np.asarray(state["step"])[0])
+
+    def is_finite(self) -> bool:
+        """Whether every weight and bias is finite."""
+        return all(layer.all_finite() for layer in self.layers)
+
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write a verified checkpoint with the config, seed and shapes needed by :meth:`load`."""
+        meta = {
+            "config": asdict(self.config),
+            "seed": self.seed,
+            "shape": [self.layers[0].n_in, self._widths[-1], self._max_labels],
+        }
+        save_checkpoint(path, self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], threads: int = 1) -> SlideNetwork:
+        """A network restored from :meth:`save` (ready to predict; call prepare() to train on)."""
+        state, meta = load_checkpoint(path)
+        net = cls(from_dict(SlideConfig, meta["config"]), seed=int(meta["seed"]),
+                  threads=threads)
+        n_features, n_labels, max_labels = (int(v) for v in meta["shape"])
+        net._build(n_features, n_labels, max_labels)
+        net.load_state_dict(state)
+        return net
+
+    def fit(self, train: XCData, test: XCData, out_csv: str | PathLike[str],
+            settings: RunSettings | None = None, **kwargs: Any) -> RunResult:
+        """Train with the shared harness (batch order, clock, evaluation, checkpoints).
+
+        Parameters
+        ----------
+        train, test : XCData
+            Shuffled training and test sets.
+        out_csv : path-like
+            Curve CSV (sidecar ``.json`` beside it).
+        settings : RunSettings, optional
+            Default: the harness defaults with this network's seed and threads.
+        **kwargs
+            Passed to :func:`slide_engine.harness.run` (``checkpoint_path``, ...).
+
+        Returns
+        -------
+        RunResult
+        """
+        if settings is None:
+            settings = RunSettings(seed=self.seed, threads=self.threads)
+        if settings.threads != self.threads:
+            raise ConfigError(
+                f"settings.threads={settings.threads} but the network uses {self.threads}"
+            )
+        return harness_run(self, train, test, settings, out_csv, asdict(self.config), **kwargs)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_train(self) -> XCData:
+        if self._train is None:
+            raise RuntimeError("call prepare(train) before training")
+        return self._train
+
+    def _caps(self) -> list[int | None]:
+        return [
+            self._samplers[i].capacity if i in self._samplers else None
+            for i in range(len(self.layers))
+        ]
+
+    def _batch_buffers(self, batch: int) -> BatchBuffers:
+        if self._buffers is None or self._buffers.batch < batch:
+            self._buffers = BatchBuffers(self._widths, self._caps(), batch)
+        return self._buffers.view(batch)
+

@@ -1,0 +1,256 @@
+"""LSH sampling of one layer: hash functions, tables, active-set selection and table maintenance.
+
+The hashing, table and selection kernels come from :mod:`slide_engine.lsh`; this module calls
+them per sample inside the engine's ``prange`` loops (each worker owns one row of the selection
+scratch, indexed by ``numba.get_thread_id()``) and schedules the tables' maintenance.
+
+Selection contract used by the engine: a sample's true labels (output layer, training only) are
+the first entries of its active set, then the policy's neurons, without duplicates.
+
+Maintenance follows :class:`~slide_engine.lsh.ReferenceSchedule` (rebuild every
+``rebuild_every`` batches, redraw every ``redraw_every``: the reference code) or
+:class:`~slide_engine.lsh.DecayingSchedule` (the paper's geometrically growing intervals). A
+rebuild re-hashes every neuron with the current functions; it is deterministic for given weights
+and hash functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from slide_engine.engine.config import HashConfig
+from slide_engine.lsh import (
+    DecayingSchedule,
+    LSHIndex,
+    ReferenceSchedule,
+    make_policy,
+    out_capacity,
+    query_dense,
+    query_sparse,
+)
+
+_BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
+
+
+# ---------------------------------------------------------------- per-sample selection kernels
+
+
+@njit(cache=True)
+def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
+                      prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+    tid = numba.get_thread_id()
+    m = prev_cnt[i]
+    if prev_dense:
+        x = prev_val[i, :m]
+    else:  # scatter the previous layer's active values into a zeroed dense input
+        x = xbuf[tid]
+        x[:] = 0.0
+        for q in range(m):
+            x[prev_ids[i, q]] = prev_val[i, q]
+    r = rows[i]
+    lo = y_indptr[r]
+    hi = y_indptr[r + 1] if with_labels else lo
+    cnt[i] = query_dense(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid, ids[i])
+
+
+@njit(cache=True)
+def select_dense_serial(hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val, prev_dense,
+                        xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+    """Active sets of a layer whose input is the previous layer's activations.
+
+    Parameters
+    ----------
+    hf, tables, policy, scr
+        The layer's hash functions, tables, policy and selection scratch (``slide_engine.lsh``).
+    weights : float32 (n_out, n_in)
+        Neuron-major weights (read by the exact-top-k policy only).
+    prev_ids, prev_cnt, prev_val : int32 (B, cap_in), int32 (B,), float32 (B, cap_in)
+        The previous layer's activations; ``prev_dense`` when all its neurons are active.
+    xbuf : float32 (T, n_in)
+        Per-thread dense input scratch (used when the previous layer is sampled).
+    rows : int64 (B,)
+        Dataset rows of the batch; ``y_indptr``/``y_indices`` their label CSR.
+    with_labels : bool
+        Put the sample's labels first (output layer in training).
+    ids, cnt : int32 (B, cap), int32 (B,)
+        Written: active ids and counts.
+    """
+    for i in range(rows.shape[0]):
+        _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
+                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+
+
+@njit(cache=True, parallel=True)
+def select_dense_parallel(hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
+                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+    """Parallel twin of :func:`select_dense_serial`."""
+    for i in prange(rows.shape[0]):
+        _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
+                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+
+
+@njit(cache=True)
+def _select_sparse_one(i, hf, tables, policy, weights, scr, rows, x_indptr, x_indices, x_values,
+                       y_indptr, y_indices, with_labels, ids, cnt):
+    tid = numba.get_thread_id()
+    r = rows[i]
+    a, b = x_indptr[r], x_indptr[r + 1]
+    lo = y_indptr[r]
+    hi = y_indptr[r + 1] if with_labels else lo
+    cnt[i] = query_sparse(hf, tables, policy, x_indices[a:b], x_values[a:b], y_indices[lo:hi],
+                          weights, scr, tid, ids[i])
+
+
+@njit(cache=True)
+def select_sparse_serial(hf, tables, policy, weights, scr, rows, x_indptr, x_indices, x_values,
+                         y_indptr, y_indices, with_labels, ids, cnt):
+    """Active sets of the first layer, hashing the sparse input rows (CSR of the dataset).
+
+    ``weights`` is float32 (n_out, D), read by exact-top-k only; other arguments as in
+    :func:`select_dense_serial`.
+    """
+    for i in range(rows.shape[0]):
+        _select_sparse_one(i, hf, tables, policy, weights, scr, rows, x_indptr, x_indices,
+                           x_values, y_indptr, y_indices, with_labels, ids, cnt)
+
+
+@njit(cache=True, parallel=True)
+def select_sparse_parallel(hf, tables, policy, weights, scr, rows, x_indptr, x_indices, x_values,
+                           y_indptr, y_indices, with_labels, ids, cnt):
+    """Parallel twin of :func:`select_sparse_serial`."""
+    for i in prange(rows.shape[0]):
+        _select_sparse_one(i, hf, tables, policy, weights, scr, rows, x_indptr, x_indices,
+                           x_values, y_indptr, y_indices, with_labels, ids, cnt)
+
+
+# ---------------------------------------------------------------- the sampler object
+
+
+class LayerSampler:
+    """LSH index, selection policy, scratch and maintenance schedule of one sampled layer.
+
+    Parameters
+    ----------
+    cfg : HashConfig
+        Family, K, L, buckets, capacity, policy and schedule.
+    n_neurons, dim : int
+        Neurons of the layer and the dimension of their weight vectors (the layer's input).
+    is_output : bool
+        Output layer: true labels join the active set in training.
+    max_labels : int
+        Most labels of any training point (sizes the active-set buffers).
+    seed : int
+        Network seed; the layer index and the draw number are mixed in.
+    layer_index : int
+        Position of the layer (decorrelates the layers' hash functions).
+    threads : int
+        Workers that will call the selection kernels (one scratch row each).
+    """
+
+    def __init__(self, cfg: HashConfig, n_neurons: int, dim: int, *, is_output: bool,
+                 max_labels: int, seed: int, layer_index: int, threads: int) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.layer_index = layer_index
+        self.draws = 0
+        budget = cfg.min_active if cfg.policy in _BUDGET_POLICIES else 0
+        self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget)
+        self.schedule = (
+            ReferenceSchedule(cfg.rebuild_every, cfg.redraw_every)
+            if cfg.schedule == "reference"
+            else DecayingSchedule(cfg.decay_first, cfg.decay_growth, cfg.redraw_every)
+        )
+        self.index = LSHIndex(n_neurons, dim, cfg.family, cfg.k, cfg.l, cfg.n_buckets,
+                              cfg.bucket_capacity, cfg.replacement, self._draw_seed(),
+                              packing=cfg.packing, bin_size=cfg.bin_size)
+        self.scratch = self.index.make_scratch(threads, self._draw_seed(salt=1))
+        self.capacity = out_capacity(self.policy, self.index.tables,
+                                     max_labels if is_output else 0)
+        self.xbuf = np.zeros((threads, dim), dtype=np.float32)
+
+    def _draw_seed(self, salt: int = 0) -> int:
+        seq = np.random.SeedSequence([self.seed, self.layer_index, self.draws, salt])
+        return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
+
+    # -------------------------------------------------------------- selection
+
+    def select_dense(self, parallel: bool, weights: np.ndarray, prev: tuple, prev_dense: bool,
+                     rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
+                     with_labels: bool, ids: np.ndarray, cnt: np.ndarray) -> None:
+        """Fill ``ids``/``cnt`` (B, cap)/(B,) from ``prev = (ids, cnt, val)`` of the layer below."""
+        fn = select_dense_parallel if parallel else select_dense_serial
+        fn(self.index.hash_functions, self.index.tables, self.policy, weights, self.scratch,
+           *prev, prev_dense, self.xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+
+    def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
+                      x: tuple, y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
+                      ids: np.ndarray, cnt: np.ndarray) -> None:
+        """Fill ``ids``/``cnt`` from sparse input rows ``x = (indptr, indices, values)``."""
+        fn = select_sparse_parallel if parallel else select_sparse_serial
+        fn(self.index.hash_functions, self.index.tables, self.policy, weights_t, self.scratch,
+           rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
+
+    # -------------------------------------------------------------- maintenance
+
+    def build(self, neuron_rows: np.ndarray) -> None:
+        """Hash every neuron (``neuron_rows`` float32 (n_neurons, dim)) and rebuild the tables."""
+        self.index.build(neuron_rows)
+
+    def maintain(self, step: int, neuron_rows: Callable[[], np.ndarray]) -> int:
+        """Run the maintenance due after step ``step``; return the number of rebuilds (0 or 1).
+
+        Parameters
+        ----------
+        step : int
+            The step just taken (1-based).
+        neuron_rows : callable
+            Returns the float32 (n_neurons, dim) weight rows (a copy for the first layer).
+        """
+        action = self.schedule.action(step)
+        if action == "redraw":
+            self.draws += 1
+            self.index.redraw(neuron_rows(), self._draw_seed())
+        elif action == "rebuild":
+            self.index.build(neuron_rows())
+        return int(action is not None)
+
+    # -------------------------------------------------------------- state
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        """Arrays to resume bit-identically: tables, RNG streams and the number of redraws."""
+        tables = self.index.tables
+        out = {prefix + "tables." + name: np.array(getattr(tables, name)) for name in _TABLE}
+        out[prefix + "select_rng"] = self.scratch.rng.copy()
+        out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
+        return out
+
+    def load(self, state: Mapping[str, np.ndarray], prefix: str,
+             neuron_rows: Callable[[], np.ndarray]) -> None:
+        """Restore :meth:`state` output (hash functions are redrawn from the seed and draw count).
+
+        ``neuron_rows`` is as in :meth:`maintain`; it is read only when hash functions differ
+        from the current ones.
+        """
+        draws = int(np.asarray(state[prefix + "draws"])[0])
+        if draws != self.draws:
+            self.draws = draws
+            self.index.redraw(neuron_rows(), self._draw_seed())
+        tables = self.index.tables
+        for name in _TABLE:
+            dst = getattr(tables, name)
+            src = np.asarray(state[prefix + "tables." + name])
+            if src.shape != dst.shape:
+                raise ValueError(f"{prefix}tables.{name}: shape {src.shape}, expected {dst.shape}")
+            dst[...] = src
+        rng = np.asarray(state[prefix + "select_rng"])
+        n = min(rng.shape[0], self.scratch.rng.shape[0])  # a resume may use other thread counts
+        self.scratch.rng[:n] = rng[:n]
+        self.scratch.mark[...] = 0
+        self.scratch.stamp[...] = 0
+
+
+_TABLE = ("bucket_of", "start", "size", "seg_cap", "members", "ids", "tail", "rng")
