@@ -53,22 +53,28 @@ class HashConfig:
 
 @dataclass
 class LayerConfig:
-    """One layer: its width and whether its neurons are sampled by LSH."""
+    """A hidden ReLU layer: its width and whether its neurons are sampled by LSH."""
 
-    #: neurons (hidden layers only; the output layer has one per label): the paper's 128
+    #: neurons (the paper's 128)
     units: int = 128
-    #: compute only LSH-selected neurons (plus, in training, the true labels of the output layer)
+    #: compute only LSH-selected neurons (KDD 2017 samples hidden layers; MLSys 2020 does not)
     sampled: bool = False
+    #: tables and selection when ``sampled``
+    hash: HashConfig = field(default_factory=HashConfig)
+
+
+@dataclass
+class OutputConfig:
+    """The softmax output layer (one neuron per label)."""
+
+    #: compute only LSH-selected neurons plus, in training, the true labels (the paper's choice)
+    sampled: bool = True
     #: tables and selection when ``sampled``
     hash: HashConfig = field(default_factory=HashConfig)
 
 
 def _default_hidden() -> list[LayerConfig]:
     return [LayerConfig(units=128, sampled=False)]
-
-
-def _default_output() -> LayerConfig:
-    return LayerConfig(sampled=True)
 
 
 @dataclass
@@ -78,7 +84,7 @@ class SlideConfig:
     #: hidden layers from input to output (the paper: one dense 128-unit ReLU layer)
     hidden: list[LayerConfig] = field(default_factory=_default_hidden)
     #: the softmax output layer (the paper: LSH-sampled)
-    output: LayerConfig = field(default_factory=_default_output)
+    output: OutputConfig = field(default_factory=OutputConfig)
     #: weight init: N(0, init_std^2) as the reference C++, or the TF baselines' truncated normal
     init: Literal["normal", "truncated_normal"] = "normal"
     #: std of the "normal" init (the reference's 0.01)

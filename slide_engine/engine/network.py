@@ -36,7 +36,7 @@ from slide_engine.checkpoint import load_checkpoint, save_checkpoint
 from slide_engine.cli import from_dict
 from slide_engine.data import XCData
 from slide_engine.engine.buffers import BatchBuffers
-from slide_engine.engine.config import LayerConfig, SlideConfig
+from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
@@ -94,7 +94,7 @@ class SlideNetwork:
         self.seed = int(seed)
         self.threads = int(threads)
         self.layers: list[LayerParams] = []
-        self._specs: list[LayerConfig] = [*self.config.hidden, self.config.output]
+        self._specs: list[LayerConfig | OutputConfig] = [*self.config.hidden, self.config.output]
         self._samplers: dict[int, LayerSampler] = {}
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
