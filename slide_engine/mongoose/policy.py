@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from slide_engine.errors import ConfigError
-from slide_engine.lsh import LSHIndex
+from slide_engine.lsh import LSHIndex, hash_rows, reinsert
 from slide_engine.lsh.families import FAMILY_SIMHASH
 from slide_engine.mongoose.config import MongooseConfig
 from slide_engine.mongoose.learned import (
@@ -32,6 +32,21 @@ from slide_engine.mongoose.learned import (
 )
 from slide_engine.mongoose.retrieval import retrieve_from_tables
 from slide_engine.mongoose.scheduler import DriftScheduler
+
+
+def _reinsert(index: LSHIndex, weights: np.ndarray, rows: np.ndarray) -> None:
+    """Re-hash distinct ``rows`` of ``weights`` (n, d) and move them in ``index``'s tables.
+
+    Same as ``index.reinsert`` plus the last line: under Numba's parfor lowering (0.68 here) the
+    ``tables.bucket_of[t, i] = new`` store inside ``lsh.tables.reinsert``'s ``prange`` (a write
+    through a NamedTuple field) is lost, so ``bucket_of`` went stale while the buckets moved and
+    the next re-insertion removed ids from the wrong buckets. Rewriting it is idempotent.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int32)
+    new_buckets = np.empty((index.l, rows.shape[0]), dtype=np.int32)
+    hash_rows(index.hash_functions, weights, rows, new_buckets)
+    reinsert(index.tables, rows, new_buckets)
+    index.tables.bucket_of[:, rows] = new_buckets
 
 
 class MongoosePolicy:
@@ -105,6 +120,7 @@ class MongoosePolicy:
         bias: np.ndarray,
         touched: np.ndarray,
         index: LSHIndex,
+        counts: np.ndarray | None = None,
     ) -> str | None:
         """Record touched rows; at check points, maintain the tables if they drifted.
 
@@ -116,10 +132,13 @@ class MongoosePolicy:
             Layer weights after this batch's update.
         bias : ndarray of float32, shape (n,)
             Layer bias after the update.
-        touched : ndarray of int, any shape
-            Neurons whose weights or bias this batch changed (duplicates allowed).
+        touched : ndarray of int
+            Neurons whose weights or bias this batch changed (any shape, duplicates allowed),
+            or with ``counts`` the batch's (B, cap) int32 active-set matrix.
         index : LSHIndex
             The layer's tables; rebuilt, re-inserted or given new hash functions in place.
+        counts : ndarray of int32, shape (B,), optional
+            Valid entries per row of ``touched`` (active-set sizes).
 
         Returns
         -------
@@ -127,7 +146,7 @@ class MongoosePolicy:
             ``"rebuild"``, ``"reinsert"`` or None (nothing done).
         """
         sched = self.scheduler
-        sched.mark(touched)
+        sched.mark(touched, counts)
         if not sched.due(iteration):
             return None
         decision = sched.check(iteration, weights, bias)
@@ -139,7 +158,7 @@ class MongoosePolicy:
         if decision.action == "rebuild":
             index.build(weights)
         else:
-            index.reinsert(weights, decision.rows)
+            _reinsert(index, weights, decision.rows)
         sched.events[-1]["t_action"] = time.perf_counter() - t0
         return decision.action
 

@@ -29,6 +29,7 @@ import numpy as np
 from slide_engine.errors import ConfigError
 from slide_engine.mongoose.sketch import (
     MAX_SKETCH_BITS,
+    mark_active,
     mark_rows,
     refresh_codes,
     sketch_rows,
@@ -51,8 +52,19 @@ class DirtySet:
         self.members = np.empty(n, dtype=np.int64)
         self.count = 0
 
-    def add(self, rows: np.ndarray) -> None:
-        """Add rows (int array of any shape; duplicates allowed)."""
+    def add(self, rows: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add rows; duplicates allowed.
+
+        Parameters
+        ----------
+        rows : ndarray of int
+            Row ids, any shape; or, with ``counts``, a (B, cap) int32 matrix of active sets.
+        counts : ndarray of int32, shape (B,), optional
+            Valid entries of each row of ``rows`` (the engine's active-set layout).
+        """
+        if counts is not None:
+            self.count = mark_active(self.flags, self.members, self.count, rows, counts)
+            return
         rows = np.ascontiguousarray(rows, dtype=np.int64).ravel()
         self.count = mark_rows(self.flags, self.members, self.count, rows)
 
@@ -161,17 +173,20 @@ class DriftScheduler:
         """Current flipped fraction over all neurons' sketch bits."""
         return self.flipped / (self.n_rows * self.n_bits)
 
-    def mark(self, rows: np.ndarray) -> None:
-        """Record rows whose weights or bias changed in this batch; O(len(rows)).
+    def mark(self, rows: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Record rows whose weights or bias changed in this batch; O(touched).
 
         Parameters
         ----------
-        rows : ndarray of int, any shape
-            Touched neuron ids (duplicates allowed).
+        rows : ndarray of int
+            Touched neuron ids, any shape, duplicates allowed; or, with ``counts``, the batch's
+            (B, cap) int32 active-set matrix.
+        counts : ndarray of int32, shape (B,), optional
+            Valid entries per row of ``rows``.
         """
         t0 = time.perf_counter()
-        self.since_check.add(rows)
-        self.since_tables.add(rows)
+        self.since_check.add(rows, counts)
+        self.since_tables.add(rows, counts)
         self.t_sched += time.perf_counter() - t0
 
     def due(self, iteration: int) -> bool:

@@ -139,3 +139,33 @@ def mark_rows(flags: np.ndarray, members: np.ndarray, count: int, rows: np.ndarr
             members[count] = r
             count += 1
     return count
+
+
+@njit(cache=True)
+def mark_active(
+    flags: np.ndarray, members: np.ndarray, count: int, ids: np.ndarray, cnt: np.ndarray
+) -> int:
+    """:func:`mark_rows` over a batch's active sets, without flattening them first.
+
+    Parameters
+    ----------
+    flags, members, count
+        As in :func:`mark_rows`.
+    ids : ndarray of int32, shape (B, cap)
+        Active neuron ids per sample; row ``i`` holds ``cnt[i]`` valid entries.
+    cnt : ndarray of int32, shape (B,)
+        Active-set sizes.
+
+    Returns
+    -------
+    int
+        The new number of members.
+    """
+    for i in range(cnt.shape[0]):
+        for q in range(cnt[i]):
+            r = ids[i, q]
+            if flags[r] == 0:
+                flags[r] = 1
+                members[count] = r
+                count += 1
+    return count
