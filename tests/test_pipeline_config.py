@@ -1,0 +1,117 @@
+"""The Snakemake pipeline without running it: lint, dry runs of the shipped configs, bad configs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ["config/config.yaml", "config/paper-delicious.yaml", "config/paper-amazon.yaml",
+           "config/ci/config.yaml"]
+
+
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run snakemake on the repository's Snakefile; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+def test_dry_run_plans_one_training_job_per_grid_point(configfile):
+    proc = snakemake("-n", "--configfile", configfile)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((REPO / configfile).read_text())
+    grid = config["grid"]
+    expected = {"cpu": 0, "gpu": 0}
+    for spec in config["methods"].values():
+        for device in grid["devices"]:
+            if device not in spec.get("devices", ["cpu", "gpu"]):
+                continue
+            threads = grid["gpu_threads"] if device == "gpu" and grid.get("gpu_threads") else (
+                grid["threads"])
+            expected[device] += len(threads) * len(grid["seeds"]) * len(config["datasets"])
+    counts = job_counts(proc.stdout)
+    assert counts.get("train_cpu", 0) == expected["cpu"]
+    assert counts.get("train_gpu", 0) == expected["gpu"]
+    assert counts["prepare_dataset"] == len(config["datasets"])
+    assert counts["plot_dataset"] == len(config["datasets"])
+    assert counts["aggregate"] == 1
+
+
+def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
+    proc = snakemake("-n", "-p", "--configfile", "config/config.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines()
+                if "slide-mongoose-cpu-t2-s1/curve.csv" in ln and "python -m slide_engine" in ln)
+    for flag in ("--threads 2", "--seed 1", "--dataset-name synthetic",
+                 "--set output.hash.mongoose.learn=true", "--set run.batch_size=128"):
+        assert flag in line
+    # the engine writes outside the declared outputs (checkpoints survive a killed job)
+    assert "--out results/checkpoints/synthetic/slide-mongoose-cpu-t2-s1/curve.csv" in line
+
+
+def write_config(tmp_path: Path, change) -> Path:
+    config = yaml.safe_load((REPO / "config/ci/config.yaml").read_text())
+    change(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["methods"]["slide"].update(engine="slid"),
+         r"'slid' is not one of \['slide', 'tf-full', 'tf-sampled'\]"),
+        (lambda c: c["datasets"].update(bad={"registry": "Amazon-1M"}),
+         r"'Amazon-1M' is not one of"),
+        (lambda c: c["grid"].update(threads=[0]), r"0 is less than the minimum of 1"),
+        (lambda c: c["budget"].update(epochs="two"), r"'two' is not of type 'integer'"),
+        (lambda c: c["methods"]["slide"].update(typo=1),
+         r"Additional properties are not allowed \('typo' was unexpected\)"),
+        (lambda c: c["datasets"].update(both={"zip": "a.zip", "registry": "Bibtex"}),
+         r"dataset 'both' must set exactly one of registry, synthetic, train"),
+        (lambda c: c["datasets"].update(half={"train": "a.txt"}),
+         r"dataset 'half' must set both train and test"),
+        (lambda c: c["target"].update(reference="tf-fulll"),
+         r"target.reference 'tf-fulll' is not a method of this config"),
+    ],
+)
+def test_invalid_configs_fail_with_a_clear_message(tmp_path, change, message):
+    proc = snakemake("-n", "--configfile", str(write_config(tmp_path, change)))
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_schema_fills_defaults_of_omitted_sections(tmp_path):
+    def minimal(config):
+        for key in ("grid", "budget", "target"):
+            config.pop(key)
+        config["target"] = {"p_at_1": 0.2}
+
+    proc = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, minimal)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # defaults: cpu, 1 thread, seed 0, 1 epoch, eval every 50 iterations, batch 128
+    counts = job_counts(proc.stdout)
+    assert counts["train_cpu"] == 3 * 3
+    assert "--threads 1 --seed 0 --epochs 1 --eval-every 50" in proc.stdout
+    assert "--set run.batch_size=128" in proc.stdout
