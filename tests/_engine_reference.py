@@ -1,0 +1,105 @@
+"""A float64 NumPy reference of one SLIDE training step, for the engine's oracle tests.
+
+Layers are given neuron-major (``w[n_out, n_in]``, the first layer transposed from the engine's
+input-major storage). ``active[l][i]`` lists the neurons of layer ``l`` computed for sample ``i``
+(None: all); an inactive neuron outputs 0. The output softmax runs over the active neurons only,
+against ``1/|labels|`` on each label; a sample without labels contributes nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slide_engine.data import XCData
+
+
+def dense_inputs(data: XCData, rows: np.ndarray) -> np.ndarray:
+    """Dense float64 (B, D) copy of the input rows."""
+    x = np.zeros((len(rows), data.n_features))
+    for i, r in enumerate(rows):
+        lo, hi = data.x_indptr[r], data.x_indptr[r + 1]
+        x[i, data.x_indices[lo:hi]] = data.x_values[lo:hi]
+    return x
+
+
+def labels_of(data: XCData, r: int) -> np.ndarray:
+    """Label ids of dataset row ``r``."""
+    return data.y_indices[data.y_indptr[r] : data.y_indptr[r + 1]]
+
+
+def reference_step(ws, bs, data, rows, active=None):
+    """Loss, gradients and touched rows of one batch.
+
+    Parameters
+    ----------
+    ws, bs : list of float64 arrays
+        Neuron-major weights (n_out, n_in) and biases (n_out,) of each layer.
+    data : XCData
+        Dataset; ``rows`` int (B,) the batch.
+    active : list of list of arrays, optional
+        ``active[l][i]``: active neurons of layer l for sample i (None entries: all).
+
+    Returns
+    -------
+    loss : float
+        Mean over labelled samples.
+    gw, gb : list of float64 arrays
+        Gradients of weights and biases (summed over the batch).
+    touched : list of bool arrays
+        Per layer, the optimiser rows that received gradient: input features for the first layer
+        (its rows), neurons otherwise.
+    """
+    n_layers = len(ws)
+    x = dense_inputs(data, rows)
+    gw = [np.zeros_like(w) for w in ws]
+    gb = [np.zeros_like(b) for b in bs]
+    touched = [np.zeros(ws[0].shape[1], bool)] + [np.zeros(w.shape[0], bool) for w in ws[1:]]
+    losses = []
+    for i, r in enumerate(rows):
+        labels = labels_of(data, r)
+        acts = [x[i]]
+        masks = []
+        for li, (w, b) in enumerate(zip(ws, bs, strict=True)):
+            ids = np.arange(w.shape[0])
+            if active is not None and active[li] is not None:
+                ids = np.asarray(active[li][i])
+            mask = np.zeros(w.shape[0], bool)
+            mask[ids] = True
+            z = np.where(mask, w @ acts[-1] + b, 0.0)
+            masks.append(mask)
+            acts.append(np.maximum(z, 0.0) if li < n_layers - 1 else z)
+        if len(labels) == 0:
+            continue
+        mask = masks[-1]
+        z = acts[-1][mask]
+        lse = z.max() + np.log(np.exp(z - z.max()).sum())
+        t = np.zeros(ws[-1].shape[0])
+        t[labels] = 1.0 / len(labels)
+        losses.append(lse - t[labels] @ acts[-1][labels])
+        delta = np.zeros(ws[-1].shape[0])
+        delta[mask] = np.exp(z - lse) - t[mask]
+        for li in range(n_layers - 1, -1, -1):
+            gw[li] += np.outer(delta, acts[li])
+            gb[li] += delta
+            if li == 0:
+                touched[0] |= x[i] != 0.0
+            else:
+                touched[li] |= delta != 0.0
+                delta = (ws[li].T @ delta) * (acts[li] > 0.0)
+    loss = float(np.mean(losses)) if losses else 0.0
+    return loss, gw, gb, touched
+
+
+def adam_first_step(w, g, touched_rows, lr, beta1, beta2, eps):
+    """Weights after Adam step 1 on the touched rows (others unchanged), float64.
+
+    ``w`` and ``g`` are (R, C) with rows the optimiser rows, or (n,) for a bias whose rows are
+    its entries.
+    """
+    m = (1 - beta1) * g
+    v = (1 - beta2) * g * g
+    lr_t = lr * np.sqrt(1 - beta2) / (1 - beta1)
+    step = lr_t * m / (np.sqrt(v) + eps)
+    out = w.copy()
+    out[touched_rows] -= step[touched_rows]
+    return out

@@ -1,0 +1,199 @@
+"""Oracle tests of the SLIDE engine against a float64 NumPy reference (one step, exact maths).
+
+Thresholds: relative errors (Frobenius norms) <= 1e-5 for the loss, every gradient and the
+weights after one Adam step; bit equality where the maths is identical by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _engine_reference import adam_first_step, labels_of, reference_step
+
+from slide_engine.data import XCData
+from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork
+from slide_engine.engine.adam import adam_rows_serial
+from slide_engine.engine.kernels import softmax_loss_serial
+
+RTOL = 1e-5
+LR, B1, B2, EPS = 1e-2, 0.9, 0.999, 1e-8
+
+
+def toy_data(n=24, n_features=40, n_labels=15, seed=0, all_features=False) -> XCData:
+    """Random sparse points with 0-3 labels (row 0 has none), positive feature values."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for i in range(n):
+        k = n_features if all_features else int(rng.integers(2, 7))
+        xs.append(np.sort(rng.choice(n_features, size=k, replace=False)))
+        ys.append(np.sort(rng.choice(n_labels, size=0 if i == 0 else int(rng.integers(1, 4)),
+                                     replace=False)))
+    x_indptr = np.concatenate([[0], np.cumsum([len(r) for r in xs])]).astype(np.int64)
+    y_indptr = np.concatenate([[0], np.cumsum([len(r) for r in ys])]).astype(np.int64)
+    x_values = rng.uniform(0.5, 2.0, size=int(x_indptr[-1])).astype(np.float32)
+    return XCData(x_indptr, np.concatenate(xs).astype(np.int32), x_values, y_indptr,
+                  np.concatenate(ys).astype(np.int32), n_features, n_labels)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def neuron_major(net: SlideNetwork) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    ws = [layer.w.astype(np.float64) for layer in net.layers]
+    ws[0] = ws[0].T.copy()
+    return ws, [layer.b.astype(np.float64) for layer in net.layers]
+
+
+def make_net(hidden, output, adam="lazy", data=None, threads=1):
+    cfg = SlideConfig(hidden=hidden, output=output, lr=LR, init_std=0.3, adam=adam)
+    net = SlideNetwork(cfg, seed=3, threads=threads)
+    net.prepare(data if data is not None else toy_data())
+    return net
+
+
+def active_sets(net: SlideNetwork, batch: int):
+    # the active sets the engine used in its last batch (None for dense layers)
+    buf = net._buffers
+    return [
+        [buf.ids[li][i, : buf.cnt[li][i]].copy() for i in range(batch)]
+        if li in net._samplers else None
+        for li in range(len(net.layers))
+    ]
+
+
+def check_step(net: SlideNetwork, rows: np.ndarray, use_active: bool) -> None:
+    data = net._train
+    ws, bs = neuron_major(net)
+    loss = net.train_batch(rows)
+    active = active_sets(net, len(rows)) if use_active else None
+    ref_loss, gw, gb, touched = reference_step(ws, bs, data, rows, active)
+    assert rel(loss, ref_loss) <= RTOL
+    for li, layer in enumerate(net.layers):
+        g_net = layer.m / (1 - B1)  # Adam step 1 from zero moments: m = (1 - beta1) g
+        g_ref = gw[li].T if li == 0 else gw[li]
+        assert rel(g_net, g_ref) <= RTOL, f"layer {li} weight gradient"
+        assert rel(layer.mb / (1 - B1), gb[li]) <= RTOL, f"layer {li} bias gradient"
+        w_before = ws[li].T if li == 0 else ws[li]
+        w_ref = adam_first_step(w_before, g_ref, touched[li], LR, B1, B2, EPS)
+        assert rel(layer.w, w_ref) <= RTOL, f"layer {li} weights after Adam"
+        bias_rows = np.ones_like(touched[li][:1].repeat(len(bs[li]))) if li == 0 else touched[li]
+        b_ref = adam_first_step(bs[li], gb[li], bias_rows, LR, B1, B2, EPS)
+        assert rel(layer.b, b_ref) <= RTOL, f"layer {li} bias after Adam"
+
+
+ROWS = np.array([0, 5, 3, 17, 9, 11, 2, 20], dtype=np.int64)  # row 0 has no labels
+
+
+@pytest.mark.parametrize("adam", ["lazy", "dense"])
+def test_dense_network_step_matches_reference(adam):
+    net = make_net([LayerConfig(units=8)], OutputConfig(sampled=False), adam=adam)
+    check_step(net, ROWS, use_active=False)
+
+
+def test_two_hidden_layers_step_matches_reference():
+    net = make_net([LayerConfig(units=8), LayerConfig(units=6)], OutputConfig(sampled=False))
+    check_step(net, ROWS, use_active=False)
+
+
+def test_sampled_path_with_every_neuron_active_matches_reference():
+    # exact top-k with a budget of every neuron: the sampled kernels (labels first, gathers,
+    # HOGWILD scatter) on a hidden layer and the output layer must equal the dense maths
+    all_hidden = HashConfig(policy="exact-topk", min_active=8, k=2, l=4, n_buckets=16)
+    all_out = HashConfig(policy="exact-topk", min_active=15, k=2, l=4, n_buckets=16)
+    net = make_net([LayerConfig(units=8, sampled=True, hash=all_hidden)],
+                   OutputConfig(sampled=True, hash=all_out))
+    check_step(net, ROWS, use_active=False)
+
+
+@pytest.mark.parametrize("policy", ["random", "union"])
+def test_sampled_subset_step_matches_reference(policy):
+    out = HashConfig(family="simhash", policy=policy, min_active=6, k=3, l=3, n_buckets=8)
+    hidden = HashConfig(family="simhash", policy="random", min_active=5, k=2, l=2, n_buckets=4)
+    net = make_net([LayerConfig(units=8, sampled=True, hash=hidden)],
+                   OutputConfig(sampled=True, hash=out))
+    check_step(net, ROWS, use_active=True)
+    active = active_sets(net, len(ROWS))
+    assert max(len(a) for a in active[1]) < 15, "the output layer must genuinely sample"
+    for i, r in enumerate(ROWS):  # labels always active, and first
+        labels = labels_of(net._train, r)
+        assert np.array_equal(np.sort(active[1][i][: len(labels)]), labels)
+
+
+def test_sampled_first_layer_matches_reference():
+    first = HashConfig(family="dwta", policy="random", min_active=5, k=2, l=3, n_buckets=16,
+                       bin_size=4)
+    net = make_net([LayerConfig(units=8, sampled=True, hash=first)],
+                   OutputConfig(sampled=False))
+    check_step(net, ROWS, use_active=True)
+
+
+def test_sparse_softmax_is_dense_softmax_restricted_and_renormalised():
+    rng = np.random.default_rng(1)
+    n_labels, batch, cap = 50, 4, 20
+    logits = rng.standard_normal((batch, n_labels))
+    y_indptr = np.array([0, 2, 3, 3, 6], dtype=np.int64)
+    y_indices = np.array([4, 9, 30, 1, 2, 44], dtype=np.int32)
+    ids = np.zeros((batch, cap), np.int32)
+    cnt = np.zeros(batch, np.int32)
+    for i in range(batch):
+        labels = y_indices[y_indptr[i] : y_indptr[i + 1]]
+        rest = rng.choice(np.setdiff1d(np.arange(n_labels), labels), size=12, replace=False)
+        act = np.concatenate([labels, rest])
+        ids[i, : len(act)], cnt[i] = act, len(act)
+    val = np.take_along_axis(logits, ids, axis=1).astype(np.float32)
+    loss = np.zeros(batch)
+    softmax_loss_serial(np.arange(batch, dtype=np.int64), y_indptr, y_indices, ids, cnt, val,
+                        True, loss)
+    for i in range(batch):
+        act = ids[i, : cnt[i]]
+        labels = y_indices[y_indptr[i] : y_indptr[i + 1]]
+        if len(labels) == 0:
+            assert loss[i] == 0.0 and not val[i, : cnt[i]].any()
+            continue
+        dense = np.exp(logits[i] - logits[i].max())
+        dense /= dense.sum()
+        restricted = dense[act] / dense[act].sum()
+        target = np.isin(act, labels) / len(labels)
+        assert rel(val[i, : cnt[i]] + target, restricted) <= RTOL
+        assert rel(loss[i], -(target * np.log(restricted)).sum()) <= RTOL
+
+
+def test_lazy_adam_equals_dense_adam_when_every_row_gets_gradient():
+    data = toy_data(all_features=True)
+    nets = [make_net([LayerConfig(units=8)], OutputConfig(sampled=False), adam=mode, data=data)
+            for mode in ("lazy", "dense")]
+    for step in range(5):
+        rows = np.roll(ROWS[1:], step)  # labelled samples only: every row gets gradient
+        for net in nets:
+            net.train_batch(rows)
+    for lazy, dense in zip(nets[0].layers, nets[1].layers, strict=True):
+        assert np.array_equal(lazy.w, dense.w) and np.array_equal(lazy.b, dense.b)
+        assert np.array_equal(lazy.row_step, dense.row_step)
+
+
+def test_lazy_adam_corrects_each_row_by_its_own_step_count():
+    rng = np.random.default_rng(2)
+    rows, cols = 6, 4
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    row_step = np.zeros(rows, np.int64)
+    stamp = np.full(rows, -1, np.int64)
+    empty = np.zeros(0, np.float32)
+    history = []
+    for step in range(1, 11):
+        g = rng.standard_normal((rows, cols)).astype(np.float32)
+        g[2:] = 0.0 if step < 10 else g[2:]  # rows 2.. get their first gradient at step 10
+        stamp[:] = -1
+        stamp[(g != 0).any(axis=1)] = step
+        history.append(g.copy())
+        adam_rows_serial(w, g, m, v, empty, empty, empty, empty, row_step, stamp, step, True,
+                         LR, B1, B2, EPS)
+        assert not g.any(), "the accumulator of every updated row is zeroed"
+    assert list(row_step) == [10, 10, 1, 1, 1, 1]
+    w0 = w.copy()  # rows 2..: exactly one fresh Adam step (bias-corrected as step 1)
+    rng = np.random.default_rng(2)
+    w_start = rng.standard_normal((rows, cols)).astype(np.float32)
+    expected = adam_first_step(w_start[2:].astype(np.float64), history[-1][2:].astype(np.float64),
+                               np.ones(rows - 2, bool), LR, B1, B2, EPS)
+    assert rel(w0[2:], expected) <= RTOL
