@@ -60,6 +60,8 @@ def test_maintained_tables_equal_fresh_hash(mode):
     assert taken and set(taken) == {mode}
     assert len(taken) < 120 // 5  # drift-driven: not every check fires
     stats = policy.stats()
+    assert stats == policy.totals()  # first call: everything so far
+    assert policy.stats()["checks"] == 0.0  # then deltas
     assert stats["checks"] == 120 // 5 == len(policy.scheduler.events)
     assert stats["rebuilds" if mode == "rebuild" else "reinserts"] == len(taken)
     assert all(e["action"] == "none" or "t_action" in e for e in policy.scheduler.events)
@@ -79,9 +81,11 @@ def test_learned_policy_installs_fitted_projection_and_resumes():
     state = policy.state_dict("mg.")
     index2, other = make("rebuild", learn=True)[3:]
     other.load_state_dict(state, "mg.")
-    other.install(index2, weights)
+    other.install(index2)
     assert np.array_equal(index2.hash_functions.proj, proj)
+    index2.build(weights)
     assert np.array_equal(index2.tables.bucket_of, fresh_buckets(index, weights))
+    assert other.totals() == policy.totals()
     assert other.stats() == policy.stats()
 
 

@@ -12,8 +12,9 @@ API::
     policy = MongoosePolicy(config, W (n, d) f32, b (n,) f32, index: LSHIndex, seed)
     policy.observe(layer_inputs (B, d) f32)              # learn only: recent queries
     policy.after_batch(iteration, W, b, touched_rows, index) -> "rebuild" | "reinsert" | None
-    policy.stats() -> {checks, rebuilds, reinserts, t_sched, fits, t_fit}   (cumulative)
-    policy.state_dict(prefix) / load_state_dict(state, prefix) / install(index, W)
+    policy.stats() -> {checks, rebuilds, reinserts, t_sched, fits, t_fit}  (since last call)
+    policy.totals() -> the same, cumulative
+    policy.state_dict(prefix) / load_state_dict(state, prefix) / install(index)
     policy.tables_rebuilt(W, b)                         # after a rebuild the policy did not do
     policy.scheduler.events                             # one dict per check (the log)
 

@@ -32,6 +32,7 @@ from slide_engine.mongoose.learned import (
 )
 from slide_engine.mongoose.retrieval import retrieve_from_tables
 from slide_engine.mongoose.scheduler import DriftScheduler
+from slide_engine.mongoose.sketch import refresh_codes, sketch_rows
 
 
 def _reinsert(index: LSHIndex, weights: np.ndarray, rows: np.ndarray) -> None:
@@ -47,6 +48,9 @@ def _reinsert(index: LSHIndex, weights: np.ndarray, rows: np.ndarray) -> None:
     hash_rows(index.hash_functions, weights, rows, new_buckets)
     reinsert(index.tables, rows, new_buckets)
     index.tables.bucket_of[:, rows] = new_buckets
+
+
+_TOTALS = ("checks", "rebuilds", "reinserts", "t_sched", "fits", "t_fit")
 
 
 class MongoosePolicy:
@@ -96,6 +100,20 @@ class MongoosePolicy:
         self.fitted = hf.proj.T.astype(np.float32) if config.learn else np.zeros((0, 0), np.float32)
         self.fits = 0
         self.t_fit = 0.0
+        self._reported: dict[str, float] = {}
+        self._compile(weights, bias, index)
+
+    def _compile(self, weights: np.ndarray, bias: np.ndarray, index: LSHIndex) -> None:
+        # Run every kernel once on empty input here (start-up, untimed) so that no JIT
+        # compilation lands inside a timed train_batch; no state changes.
+        none = np.zeros(0, dtype=np.int64)
+        sched = self.scheduler
+        sched.since_check.add(none)
+        sched.since_check.add(np.zeros((0, 1), dtype=np.int32), np.zeros(0, dtype=np.int32))
+        refresh_codes(sched.ref, sched.cur, none, np.zeros(0, dtype=np.uint64))
+        sketch_rows(weights, bias, sched.proj, none)
+        if self.config.learn:
+            retrieve_from_tables(index.hash_functions, index.tables, self.queries[:0])
 
     def observe(self, inputs: np.ndarray) -> None:
         """Remember the layer's inputs of this batch (ring buffer; no-op without ``learn``).
@@ -195,22 +213,25 @@ class MongoosePolicy:
         """Tell the scheduler the engine rebuilt the tables on its own (e.g. after a load)."""
         self.scheduler.tables_rebuilt(weights, bias)
 
-    def install(self, index: LSHIndex, weights: np.ndarray) -> None:
-        """Put the learned projections (after :meth:`load_state_dict`) into ``index``; rebuild.
+    def install(self, index: LSHIndex) -> None:
+        """Put the learned projections (after :meth:`load_state_dict`) into ``index``.
 
-        Parameters
-        ----------
-        index : LSHIndex
-        weights : ndarray of float32, shape (n, d)
+        Only the hash functions change: the caller restores (or rebuilds) the tables.
         """
         if self.fits:
             proj = hashing_projection(self.fitted, self.config.binarize)
             index.hash_functions = index.hash_functions._replace(proj=np.ascontiguousarray(proj.T))
-            index.build(weights)
+
+    def totals(self) -> dict[str, float]:
+        """Cumulative checks, rebuilds, reinserts, fits and seconds (t_sched, t_fit)."""
+        return {**self.scheduler.counters(), "fits": float(self.fits), "t_fit": self.t_fit}
 
     def stats(self) -> dict[str, float]:
-        """Cumulative curve columns: checks, rebuilds, reinserts, t_sched, fits, t_fit (s)."""
-        return {**self.scheduler.counters(), "fits": float(self.fits), "t_fit": self.t_fit}
+        """:meth:`totals` since the previous call (the harness's curve-column convention)."""
+        now = self.totals()
+        out = {key: value - self._reported.get(key, 0.0) for key, value in now.items()}
+        self._reported = now
+        return out
 
     def state_dict(self, prefix: str) -> dict[str, np.ndarray]:
         """Arrays needed to resume (keys start with ``prefix``)."""
@@ -219,6 +240,7 @@ class MongoosePolicy:
             f"{prefix}queries": self.queries.copy(),
             f"{prefix}fitted": self.fitted.copy(),
             f"{prefix}counts": np.array([self.n_seen, self.fits], dtype=np.int64),
+            f"{prefix}reported": np.array([self._reported.get(k, 0.0) for k in _TOTALS]),
             f"{prefix}t_fit": np.array([self.t_fit]),
         }
 
@@ -229,3 +251,4 @@ class MongoosePolicy:
         self.fitted = np.array(state[f"{prefix}fitted"], dtype=np.float32)
         self.n_seen, self.fits = (int(v) for v in state[f"{prefix}counts"])
         self.t_fit = float(state[f"{prefix}t_fit"][0])
+        self._reported = dict(zip(_TOTALS, state[f"{prefix}reported"].tolist(), strict=True))

@@ -1,0 +1,105 @@
+"""``python -m slide_engine.mongoose compare``: fixed-schedule SLIDE vs MONGOOSE on one dataset.
+
+Examples::
+
+    # Bibtex (split 1 of the repository zip)
+    python -m slide_engine.mongoose compare --bibtex ../shared/data/bibtex/Bibtex.zip \
+        --out-dir results/mongoose/bibtex --set lr=0.001 --set run.epochs=30
+
+    # a training subset of the amazon670k-like synthetic preset
+    python -m slide_engine.mongoose compare --synthetic amazon670k-like \
+        --synth-set n_train=50000 --synth-set n_test=5000 --out-dir results/mongoose/amazon \
+        --set output.hash.family=simhash --set run.max_iterations=2000
+
+Keys of ``--set``: the engine's :class:`~slide_engine.engine.SlideConfig` fields, ``run.*``
+(:class:`~slide_engine.harness.RunSettings`) and ``mongoose.*``
+(:class:`~slide_engine.mongoose.MongooseConfig`). Prints one summary line per method and writes
+``<out-dir>/summary.json`` beside the curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from slide_engine.cli import from_dict, load_config, main_guard
+from slide_engine.data import generate, load_dataset, shuffle
+from slide_engine.data.repo_zip import read_repo_zip
+from slide_engine.data.synthetic import resolve_spec
+from slide_engine.engine import SlideConfig
+from slide_engine.errors import ConfigError
+from slide_engine.harness import RunSettings
+from slide_engine.mongoose.compare import METHODS, compare
+from slide_engine.mongoose.config import MongooseConfig
+
+log = logging.getLogger("slide_engine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m slide_engine.mongoose``."""
+    parser = argparse.ArgumentParser(prog="python -m slide_engine.mongoose")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cmd = commands.add_parser("compare", help="fixed-schedule SLIDE vs MONGOOSE on one dataset")
+    data = cmd.add_mutually_exclusive_group(required=True)
+    data.add_argument("--train", help="training set (.txt or .npz); needs --test")
+    data.add_argument("--bibtex", help="the repository's Bibtex.zip (uses --split)")
+    data.add_argument("--synthetic", help="synthetic preset name (uses --synth-set)")
+    cmd.add_argument("--test", help="test set (.txt or .npz) with --train")
+    cmd.add_argument("--split", type=int, default=1, help="split column of a repository zip")
+    cmd.add_argument(
+        "--synth-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a synthetic spec field, e.g. n_train=50000; repeatable",
+    )
+    cmd.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    cmd.add_argument("--out-dir", required=True, help="directory for curves and summary.json")
+    cmd.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine, run.* or mongoose.* value; repeatable",
+    )
+    cmd.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (errors are raised as SuiteError)."""
+    args = build_parser().parse_args(argv)
+    tree = load_config(None, args.sets)
+    settings = from_dict(RunSettings, tree.pop("run", None) or {}, "run")
+    mongoose = from_dict(MongooseConfig, tree.pop("mongoose", None) or {}, "mongoose")
+    config = from_dict(SlideConfig, tree)
+    if args.train:
+        if not args.test:
+            raise ConfigError("--train needs --test")
+        train, test = load_dataset(args.train), load_dataset(args.test)
+    elif args.bibtex:
+        train, test = read_repo_zip(args.bibtex, args.split)
+        train, test = shuffle(train, settings.seed), shuffle(test, settings.seed)
+    else:
+        overrides = dict(item.partition("=")[::2] for item in args.synth_set)
+        train, test = generate(resolve_spec(args.synthetic, overrides), settings.seed)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    rows = compare(train, test, methods, config, mongoose, settings, Path(args.out_dir))
+    for row in rows:
+        print(
+            f"{row['method']:26s} it {row['iterations']:6d}  train {row['train_seconds']:8.1f}s  "
+            f"rebuilds {row['rebuilds']:5.0f}  reinserts {row['reinserts']:4.0f}  "
+            f"checks {row['checks']:4.0f}  fits {row['fits']:3.0f}  "
+            f"t_tables {row['t_tables']:6.2f}s  P@1 {row['p_at_1']:.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)()
