@@ -23,6 +23,7 @@ _EMPTY = -1
 _MAX_PROBES = 64
 _LOW31 = np.uint64(0x7FFFFFFF)
 _S33 = np.uint64(33)
+_ROW_CHUNK = 2048
 
 
 @njit(cache=True)
@@ -55,31 +56,51 @@ def _simhash_dense(hf, x, acc, codes):
         codes[f] = 1 if acc[f] > 0.0 else 0
 
 
+@njit(cache=True, inline="always")
+def _wta_key(bits, p, m, code_bits, skip_zero):
+    # Branch-free argmax: an order-preserving integer key of the float32 bit pattern, shifted
+    # left with (m-1-p) in the low bits, so the max key is the largest value at the lowest
+    # position. Zeros get key -1 under ``skip_zero`` (DWTA: zero = absent). Branchy compares cost
+    # about 3x more here (unpredictable).
+    b = np.int64(bits)
+    k = b ^ ((b >> 31) & 0x7FFFFFFF)
+    k = ((k + 2147483648) << code_bits) | (m - 1 - p)
+    if skip_zero and (b & 0x7FFFFFFF) == 0:
+        k = -1
+    return k
+
+
+@njit(cache=True, inline="always")
+def _key_code(best, m, code_bits):
+    return _EMPTY if best < 0 else m - 1 - (best & ((1 << code_bits) - 1))
+
+
 @njit(cache=True)
 def _wta_slots(hf, slot_val, codes, skip_zero):
-    # Argmax position per bin, lowest position on ties; with ``skip_zero`` zeros are absent (DWTA)
-    # and a bin without a nonzero is marked empty.
+    # Argmax position per bin of slot values (lowest position on ties); with ``skip_zero`` zeros
+    # are absent (DWTA) and a bin without a nonzero is marked empty.
     m = hf.bin_size
+    nb = hf.code_bits
+    vi = slot_val.view(np.int32)
     for f in range(hf.k * hf.l):
-        best = np.float32(0.0)
-        arg = _EMPTY
+        best = np.int64(-1)
         for p in range(m):
-            v = slot_val[f * m + p]
-            if skip_zero and v == 0.0:
-                continue
-            if arg == _EMPTY or v > best:
-                best = v
-                arg = p
-        codes[f] = arg
+            best = max(best, _wta_key(vi[f * m + p], p, m, nb, skip_zero))
+        codes[f] = _key_code(best, m, nb)
 
 
 @njit(cache=True)
-def _gather_dense(hf, x, slot_val):
+def _wta_dense(hf, x, codes, skip_zero):
+    # As _wta_slots, reading the bins straight from x.
     bins = hf.bins
     m = hf.bin_size
+    nb = hf.code_bits
+    xi = x.view(np.int32)
     for f in range(hf.k * hf.l):
+        best = np.int64(-1)
         for p in range(m):
-            slot_val[f * m + p] = x[bins[f, p]]
+            best = max(best, _wta_key(xi[bins[f, p]], p, m, nb, skip_zero))
+        codes[f] = _key_code(best, m, nb)
 
 
 @njit(cache=True)
@@ -255,8 +276,7 @@ def hash_codes_dense(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray,
     if fam == FAMILY_SIMHASH:
         _simhash_dense(hf, x, fbuf, codes)
     elif fam == FAMILY_WTA or fam == FAMILY_DWTA:
-        _gather_dense(hf, x, fbuf)
-        _wta_slots(hf, fbuf, codes, fam == FAMILY_DWTA)
+        _wta_dense(hf, x, codes, fam == FAMILY_DWTA)
         if fam == FAMILY_DWTA:
             densify(codes, hf.k * hf.l, hf.seed)
     else:
@@ -317,15 +337,20 @@ def hash_sparse(hf: HashFunctions, x_idx: np.ndarray, x_val: np.ndarray, fbuf: n
 @njit(cache=True, parallel=True)
 def _hash_rows(hf, weights, rows, out, n_float, n_int):
     n = rows.shape[0]
-    n_chunks = min(n, 256)
+    n_chunks = (n + _ROW_CHUNK - 1) // _ROW_CHUNK
     for c in prange(n_chunks):
+        lo = c * _ROW_CHUNK
+        hi = min(n, lo + _ROW_CHUNK)
         fbuf = np.empty(n_float, dtype=np.float32)
         codes = np.empty(n_int, dtype=np.int32)
-        buckets = np.empty(hf.l, dtype=np.int32)
-        for r in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-            hash_dense(hf, weights[rows[r]], fbuf, codes, buckets)
-            for t in range(hf.l):
-                out[t, r] = buckets[t]
+        # Buckets are staged row-major, then written as one contiguous run per table: writing
+        # out[:, r] directly strides over l distant cache lines per row.
+        staged = np.empty((hi - lo, hf.l), dtype=np.int32)
+        for r in range(lo, hi):
+            hash_dense(hf, weights[rows[r]], fbuf, codes, staged[r - lo])
+        for t in range(hf.l):
+            for r in range(lo, hi):
+                out[t, r] = staged[r - lo, t]
 
 
 def hash_rows(hf: HashFunctions, weights: np.ndarray, rows: np.ndarray,
