@@ -1,6 +1,9 @@
 """Datasets of the suite: XC text I/O, npz cache, shuffle, registry, download, synthetic data."""
 
 from slide_engine.data.cache import load_dataset, load_npz, save_npz
+from slide_engine.data.prepare import prepare
+from slide_engine.data.repo_zip import read_repo_zip
+from slide_engine.data.stats import dataset_stats
 from slide_engine.data.synthetic import PRESETS, SynthSpec, generate
 from slide_engine.data.xc_text import read_xc_text, write_xc_text
 from slide_engine.data.xcdata import XCData, shuffle
@@ -9,9 +12,12 @@ __all__ = [
     "PRESETS",
     "SynthSpec",
     "XCData",
+    "dataset_stats",
     "generate",
     "load_dataset",
     "load_npz",
+    "prepare",
+    "read_repo_zip",
     "read_xc_text",
     "save_npz",
     "shuffle",

@@ -1,8 +1,10 @@
 """Numba kernels that parse the body of an XC text file from raw bytes.
 
-The body (everything after the header line) is parsed in two passes: a byte count giving exact
-upper bounds of the array sizes (one ``:`` per feature, one label per comma plus one per line),
-then one parse pass that fills the CSR arrays. Errors are returned as a code plus the byte span
+The body (everything after the header line) is cut into chunks at line starts and parsed in two
+parallel passes: a byte count giving upper bounds of the array sizes per chunk (one ``:`` per
+feature, one label per comma plus one per line; exact for valid files except label-less rows),
+then one parse pass in which each chunk fills its own region of the CSR arrays. Errors are
+returned as a code plus the byte span
 of the offending token; the Python caller turns that into file, line and token text.
 """
 
@@ -43,20 +45,46 @@ _POW10 = np.array([10.0**k for k in range(23)])
 
 
 @numba.njit(cache=True)
-def count_bytes(buf: np.ndarray, start: int) -> tuple[int, int, int]:
-    """Count ':' , ',' and newline bytes of ``buf[start:]`` (uint8, shape (size,))."""
+def _count_span(buf: np.ndarray, start: int, stop: int) -> tuple[int, int, int]:
     colons = 0
     commas = 0
     newlines = 0
-    for i in range(start, buf.shape[0]):
+    for i in range(start, stop):
         c = buf[i]
-        if c == _COLON:
-            colons += 1
-        elif c == _COMMA:
-            commas += 1
-        elif c == _NL:
-            newlines += 1
+        colons += c == _COLON
+        commas += c == _COMMA
+        newlines += c == _NL
     return colons, commas, newlines
+
+
+@numba.njit(cache=True, parallel=True)
+def count_chunks(buf: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Count ':' , ',' and newline bytes of each chunk.
+
+    Parameters
+    ----------
+    buf : ndarray of uint8, shape (size,)
+    bounds : ndarray of int64, shape (c + 1,)
+        Chunk c is ``buf[bounds[c]:bounds[c + 1]]``.
+
+    Returns
+    -------
+    ndarray of int64, shape (c, 3)
+        Colons, commas and newlines per chunk.
+    """
+    out = np.zeros((bounds.shape[0] - 1, 3), dtype=np.int64)
+    for c in numba.prange(bounds.shape[0] - 1):
+        out[c, 0], out[c, 1], out[c, 2] = _count_span(buf, bounds[c], bounds[c + 1])
+    return out
+
+
+@numba.njit(cache=True)
+def next_line_start(buf: np.ndarray, pos: int) -> int:
+    """Return the offset just after the first newline at or after ``pos`` (or the size)."""
+    n = buf.shape[0]
+    while pos < n and buf[pos] != _NL:
+        pos += 1
+    return min(pos + 1, n)
 
 
 @numba.njit(cache=True, inline="always")
@@ -100,6 +128,7 @@ def _sort_row(indices: np.ndarray, values: np.ndarray, start: int, stop: int) ->
 def parse_body(
     buf: np.ndarray,
     start: int,
+    stop: int,
     n_rows: int,
     n_features: int,
     n_labels: int,
@@ -108,25 +137,25 @@ def parse_body(
     x_values: np.ndarray,
     y_indptr: np.ndarray,
     y_indices: np.ndarray,
-) -> tuple[int, int, int, int, int]:
-    """Parse the point lines of an XC text file into preallocated CSR arrays.
+) -> tuple[int, int, int, int, int, int, int]:
+    """Parse the point lines ``buf[start:stop]`` into preallocated CSR arrays.
 
     Parameters
     ----------
     buf : ndarray of uint8, shape (size,)
         The whole file.
-    start : int
-        Byte offset of the first point line (just after the header's newline).
+    start, stop : int
+        Byte span of whole lines (start just after a newline or the header).
     n_rows : int
-        N from the header; more lines than that is an error.
+        Most lines allowed in the span (N from the header minus earlier lines).
     n_features, n_labels : int
         D and L from the header (exclusive bounds on ids).
-    x_indptr, y_indptr : ndarray of int64, shape (n_rows + 1,)
-        Filled with row pointers (entry 0 must be 0).
+    x_indptr, y_indptr : ndarray of int64, shape (>= rows + 1,)
+        Entries 1..rows are set to row pointers local to the span; entry 0 is not touched.
     x_indices : ndarray of int32, shape (>= nnz,)
     x_values : ndarray of float32, shape (>= nnz,)
     y_indices : ndarray of int32, shape (>= nnz_y,)
-        Filled; rows are sorted by id.
+        Filled from entry 0; ids sorted within each row.
 
     Returns
     -------
@@ -138,8 +167,10 @@ def parse_body(
         Byte span of the offending token (or line) on error.
     aux : int
         The duplicated id for ``DUP_FEATURE`` / ``DUP_LABEL``, else -1.
+    nx, ny : int
+        Features and labels stored.
     """
-    n = buf.shape[0]
+    n = stop
     no_values = np.empty(0, dtype=np.float32)
     pos = start
     row = 0
@@ -147,13 +178,15 @@ def parse_body(
     ny = 0
     while pos < n:
         line_start = pos
+        row_x0 = nx
+        row_y0 = ny
         q = pos
         while q < n and buf[q] == _CR:
             q += 1
         if q == n or buf[q] == _NL:
-            return BLANK_LINE, row, line_start, q, -1
+            return BLANK_LINE, row, line_start, q, -1, nx, ny
         if row == n_rows:
-            return TOO_MANY_LINES, row, line_start, _token_end(buf, line_start, False), -1
+            return TOO_MANY_LINES, row, line_start, _token_end(buf, line_start, False), -1, nx, ny
         # label field: absent when the line starts with whitespace
         if not _is_space(buf[pos]):
             while True:
@@ -171,11 +204,11 @@ def parse_body(
                     pos += 1
                 at_end = pos == n or buf[pos] == _NL or buf[pos] == _COMMA or _is_space(buf[pos])
                 if nd == 0 or not at_end:
-                    return BAD_LABEL, row, tok, _token_end(buf, tok, True), -1
+                    return BAD_LABEL, row, tok, _token_end(buf, tok, True), -1, nx, ny
                 if neg:
-                    return NEG_LABEL, row, tok, pos, -1
+                    return NEG_LABEL, row, tok, pos, -1, nx, ny
                 if v >= n_labels:
-                    return LABEL_RANGE, row, tok, pos, -1
+                    return LABEL_RANGE, row, tok, pos, -1, nx, ny
                 y_indices[ny] = v
                 ny += 1
                 if pos < n and buf[pos] == _COMMA:
@@ -201,11 +234,11 @@ def parse_body(
                 nd += 1
                 pos += 1
             if nd == 0 or pos == n or buf[pos] != _COLON:
-                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1
+                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             if neg:
-                return NEG_FEATURE, row, tok, _token_end(buf, tok, False), -1
+                return NEG_FEATURE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             if fid >= n_features:
-                return FEATURE_RANGE, row, tok, _token_end(buf, tok, False), -1
+                return FEATURE_RANGE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             pos += 1
             sign = 1.0
             if pos < n and (buf[pos] == _MINUS or buf[pos] == _PLUS):
@@ -213,7 +246,7 @@ def parse_body(
                     sign = -1.0
                 pos += 1
             if pos < n and (buf[pos] | 32) in (105, 110):  # "i"/"n" in any case: inf, nan
-                return NONFINITE, row, tok, _token_end(buf, tok, False), -1
+                return NONFINITE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             mant = 0
             exp10 = 0
             nd = 0
@@ -233,7 +266,7 @@ def parse_body(
                     nd += 1
                     pos += 1
             if nd == 0:
-                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1
+                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             if pos < n and (buf[pos] == 101 or buf[pos] == 69):  # e E
                 pos += 1
                 esign = 1
@@ -249,10 +282,10 @@ def parse_body(
                     nd += 1
                     pos += 1
                 if nd == 0:
-                    return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1
+                    return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1, nx, ny
                 exp10 += esign * e
             if pos < n and not (buf[pos] == _NL or _is_space(buf[pos])):
-                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1
+                return BAD_FEATURE, row, tok, _token_end(buf, tok, False), -1, nx, ny
             value = float(mant)
             if mant != 0:
                 if exp10 >= 0:
@@ -260,18 +293,78 @@ def parse_body(
                 else:
                     value = value / (_POW10[-exp10] if -exp10 <= 22 else 10.0 ** (-exp10))
             if not abs(value) <= _FLT_MAX:
-                return NONFINITE, row, tok, pos, -1
+                return NONFINITE, row, tok, pos, -1, nx, ny
             x_indices[nx] = fid
             x_values[nx] = sign * value
             nx += 1
-        dup = _sort_row(x_indices, x_values, x_indptr[row], nx)
+        dup = _sort_row(x_indices, x_values, row_x0, nx)
         if dup >= 0:
-            return DUP_FEATURE, row, line_start, pos, dup
-        dup = _sort_row(y_indices, no_values, y_indptr[row], ny)
+            return DUP_FEATURE, row, line_start, pos, dup, nx, ny
+        dup = _sort_row(y_indices, no_values, row_y0, ny)
         if dup >= 0:
-            return DUP_LABEL, row, line_start, pos, dup
+            return DUP_LABEL, row, line_start, pos, dup, nx, ny
         x_indptr[row + 1] = nx
         y_indptr[row + 1] = ny
         row += 1
         pos += 1  # the newline (or one past the end)
-    return OK, row, n, n, -1
+    return OK, row, n, n, -1, nx, ny
+
+
+@numba.njit(cache=True, parallel=True)
+def parse_chunks(
+    buf: np.ndarray,
+    bounds: np.ndarray,
+    row_off: np.ndarray,
+    x_off: np.ndarray,
+    y_off: np.ndarray,
+    n_rows: int,
+    n_features: int,
+    n_labels: int,
+    x_indptr: np.ndarray,
+    x_indices: np.ndarray,
+    x_values: np.ndarray,
+    y_indptr: np.ndarray,
+    y_indices: np.ndarray,
+) -> np.ndarray:
+    """Run :func:`parse_body` on every chunk in parallel, each into its own array region.
+
+    Parameters
+    ----------
+    buf : ndarray of uint8, shape (size,)
+    bounds : ndarray of int64, shape (c + 1,)
+        Chunk byte bounds, each at a line start.
+    row_off, x_off, y_off : ndarray of int64, shape (c,)
+        First row / feature slot / label slot of each chunk (upper-bound counts of the
+        chunks before it, so regions never overlap).
+    n_rows, n_features, n_labels : int
+        N, D, L from the header.
+    x_indptr, y_indptr : ndarray of int64, shape (n_rows + 1,)
+        Entries of chunk c's rows get pointers local to its region.
+    x_indices, x_values, y_indices : ndarray
+        Upper-bound sized outputs.
+
+    Returns
+    -------
+    ndarray of int64, shape (c, 7)
+        The :func:`parse_body` result of each chunk.
+    """
+    n_chunks = bounds.shape[0] - 1
+    out = np.zeros((n_chunks, 7), dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        r0 = row_off[c]
+        res = parse_body(
+            buf,
+            bounds[c],
+            bounds[c + 1],
+            max(n_rows - r0, 0),
+            n_features,
+            n_labels,
+            x_indptr[r0:],
+            x_indices[x_off[c] :],
+            x_values[x_off[c] :],
+            y_indptr[r0:],
+            y_indices[y_off[c] :],
+        )
+        for k in range(7):
+            out[c, k] = res[k]
+    return out

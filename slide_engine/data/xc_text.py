@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from slide_engine.data import _xc_parse as kp
@@ -32,6 +33,7 @@ from slide_engine.errors import DataFormatError
 _HEADER_LIMIT = 256
 _INT32_MAX = np.iinfo(np.int32).max
 _WRITE_CHUNK = 20_000
+_MIN_CHUNK = 1 << 20  # bytes; smaller files are parsed in one chunk
 
 
 def _parse_header(buf: np.ndarray, source: str) -> tuple[int, int, int, int]:
@@ -139,24 +141,71 @@ def parse_xc_bytes(buf: np.ndarray, source: str | Path) -> XCData:
     """
     source = str(source)
     n, d, l_, start = _parse_header(buf, source)
-    colons, commas, newlines = kp.count_bytes(buf, start)
+    bounds = _chunk_bounds(buf, start)
+    counts = kp.count_chunks(buf, bounds)
+    lines = counts[:, 2].copy()
+    if buf.size > start and buf[-1] != ord("\n"):
+        lines[-1] += 1  # a last line without its newline
+    x_cap, y_cap = counts[:, 0], counts[:, 1] + lines
+    row_off, x_off, y_off = (_exclusive_cumsum(a) for a in (lines, x_cap, y_cap))
     x_indptr = np.zeros(n + 1, dtype=np.int64)
     y_indptr = np.zeros(n + 1, dtype=np.int64)
-    x_indices = np.empty(colons, dtype=np.int32)
-    x_values = np.empty(colons, dtype=np.float32)
-    y_indices = np.empty(commas + newlines + 1, dtype=np.int32)
-    result = kp.parse_body(buf, start, n, d, l_, x_indptr, x_indices, x_values, y_indptr, y_indices)
-    if result[0] != kp.OK:
-        _raise_parse_error(buf, source, (n, d, l_), result)
-    rows = result[1]
+    x_indices = np.empty(int(x_cap.sum()), dtype=np.int32)
+    x_values = np.empty(x_indices.size, dtype=np.float32)
+    y_indices = np.empty(int(y_cap.sum()), dtype=np.int32)
+    results = kp.parse_chunks(
+        buf, bounds, row_off, x_off, y_off, n, d, l_,
+        x_indptr, x_indices, x_values, y_indptr, y_indices,
+    )  # fmt: skip
+    for c in range(results.shape[0]):
+        if results[c, 0] != kp.OK:
+            code, row, tok_start, tok_end, aux = (int(v) for v in results[c, :5])
+            _raise_parse_error(
+                buf, source, (n, d, l_), (code, row_off[c] + row, tok_start, tok_end, aux)
+            )
+    rows = int(results[:, 1].sum())
     if rows < n:
         raise DataFormatError(
             source, rows + 2, None, f"the header says N={n} points but the file has only {rows}"
         )
-    nnz_x, nnz_y = int(x_indptr[-1]), int(y_indptr[-1])
-    if nnz_x < colons:
-        x_indices, x_values = x_indices[:nnz_x].copy(), x_values[:nnz_x].copy()
-    return XCData(x_indptr, x_indices, x_values, y_indptr, y_indices[:nnz_y].copy(), d, l_)
+    x_indices, x_values = _join_regions(
+        x_indptr, row_off, results[:, 1], x_off, results[:, 5], x_indices, x_values
+    )
+    (y_indices,) = _join_regions(y_indptr, row_off, results[:, 1], y_off, results[:, 6], y_indices)
+    return XCData(x_indptr, x_indices, x_values, y_indptr, y_indices, d, l_)
+
+
+def _chunk_bounds(buf: np.ndarray, start: int) -> np.ndarray:
+    """Byte bounds of about two chunks per thread, each starting at a line start."""
+    size = buf.shape[0] - start
+    n_chunks = max(1, min(2 * numba.get_num_threads(), size // _MIN_CHUNK))
+    cuts = [kp.next_line_start(buf, start + k * size // n_chunks) for k in range(1, n_chunks)]
+    return np.unique(np.array([start, *cuts, buf.shape[0]], dtype=np.int64))
+
+
+def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(a)
+    np.cumsum(a[:-1], out=out[1:])
+    return out
+
+
+def _join_regions(
+    indptr: np.ndarray,
+    row_off: np.ndarray,
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    used: np.ndarray,
+    *arrays: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Turn per-chunk regions into one CSR: shift local row pointers, drop unused slots."""
+    base = _exclusive_cumsum(used)
+    for c in range(row_off.shape[0]):
+        indptr[row_off[c] + 1 : row_off[c] + rows[c] + 1] += base[c]
+    if np.array_equal(offsets, base) and int(used.sum()) == arrays[0].size:
+        return arrays
+    return tuple(
+        np.concatenate([a[o : o + u] for o, u in zip(offsets, used, strict=True)]) for a in arrays
+    )
 
 
 def read_xc_text(path: str | Path) -> XCData:

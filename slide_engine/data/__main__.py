@@ -1,0 +1,103 @@
+"""Command line of the data layer: ``python -m slide_engine.data {generate,stats,prepare}``.
+
+Exit codes: 0 done, 2 bad input (one clear message, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from slide_engine.data.cache import load_dataset, save_npz
+from slide_engine.data.prepare import prepare
+from slide_engine.data.repo_zip import read_repo_zip
+from slide_engine.data.stats import dataset_stats, format_stats_table
+from slide_engine.data.synthetic import PRESETS, generate, resolve_spec
+from slide_engine.data.xc_text import write_xc_text
+from slide_engine.errors import ConfigError, SuiteError
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    spec = resolve_spec(args.preset, _key_values(args.set))
+    train, test = generate(spec, args.seed)
+    out = Path(args.out)
+    for part, data in (("train", train), ("test", test)):
+        write_xc_text(data, out / f"{part}.txt")
+        save_npz(data, out / f"{part}.npz")
+    print(f"wrote {out}/{{train,test}}.{{txt,npz}}: {train.n_points} train, {test.n_points} test")
+
+
+def _cmd_stats(args: argparse.Namespace) -> None:
+    columns = {}
+    for name in args.files:
+        path = Path(name)
+        if path.suffix == ".zip":
+            train, test = read_repo_zip(path, args.split)
+            columns[f"{path.stem}:train"] = dataset_stats(train)
+            columns[f"{path.stem}:test"] = dataset_stats(test)
+        else:
+            columns[path.name] = dataset_stats(load_dataset(path))
+    print(format_stats_table(columns))
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    out = prepare(args.name, root=args.root, archive=args.archive, split=args.split, seed=args.seed)
+    print(f"prepared {out}/train.npz and {out}/test.npz (shuffled, seed {args.seed})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m slide_engine.data``."""
+    parser = argparse.ArgumentParser(prog="python -m slide_engine.data", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic dataset (txt + npz)")
+    gen.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field"
+    )
+    gen.set_defaults(func=_cmd_generate)
+
+    st = sub.add_parser("stats", help="print statistics of dataset files side by side")
+    st.add_argument("files", nargs="+", help=".txt, .npz, or a repository .zip")
+    st.add_argument("--split", type=int, default=1, help="split column for .zip files")
+    st.set_defaults(func=_cmd_stats)
+
+    pr = sub.add_parser("prepare", help="verify/download a real dataset and cache it shuffled")
+    pr.add_argument("name")
+    pr.add_argument("--archive", default=None, help="use this local archive")
+    pr.add_argument("--root", default="data")
+    pr.add_argument("--split", type=int, default=1)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=_cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (2 on a :class:`SuiteError`)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SuiteError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
