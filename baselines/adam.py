@@ -6,7 +6,11 @@ This is what TensorFlow does by default: Keras 3 ``Adam.update_step`` computes
 IndexedSlices densifies them, so moments decay and weights move on all rows (TF 1's
 ``tf.train.AdamOptimizer`` did the same; its sparse-aware ``LazyAdamOptimizer`` lived in contrib).
 We run it as the fused kernel ``ResourceApplyAdam`` (one pass over var, m, v) on the densified
-gradient; a test checks it equals ``keras.optimizers.Adam`` fed IndexedSlices.
+gradient; a test checks it equals ``keras.optimizers.Adam`` fed IndexedSlices. One difference:
+Keras squares the slice values before duplicate row indices are summed (``v`` gets
+``g1^2 + g2^2`` instead of ``(g1 + g2)^2``; first-layer rows of features shared by several points
+of a batch are such duplicates), while we, like TF 1's optimisers, apply Adam to the summed
+gradient.
 
 ``lazy``: for an IndexedSlices gradient only the touched rows are read and written, each row with
 its own step count for the bias correction (the engine's lazy mode, the paper's description of

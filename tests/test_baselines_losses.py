@@ -1,4 +1,4 @@
-"""Oracles for the baselines' losses: NumPy float64 dense-label softmax, and TF's own sampled loss."""
+"""Oracles for the baselines' losses: NumPy float64 dense-label softmax, TF's sampled loss."""
 
 from __future__ import annotations
 

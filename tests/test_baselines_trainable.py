@@ -1,0 +1,117 @@
+"""The TF baselines as Trainables: batch layout, samplers, prediction, warm-up and resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from baselines.batches import make_batch
+from baselines.config import BaselineConfig
+from baselines.samplers import log_expected_counts, sample_candidates, sampler_log_probs
+from baselines.trainable import TFSoftmaxTrainable
+from slide_engine.data import generate
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return generate("tiny", 0)
+
+
+def test_make_batch_matches_a_python_loop(tiny):
+    train, _ = tiny
+    rows = np.array([5, 0, 1999, 17, 5])
+    batch = make_batch(train, rows)
+    for b, r in enumerate(rows):
+        lo, hi = train.x_indptr[r], train.x_indptr[r + 1]
+        mine = batch.feat_rows == b
+        np.testing.assert_array_equal(batch.feat_ids[mine], train.x_indices[lo:hi])
+        np.testing.assert_array_equal(batch.feat_vals[mine], train.x_values[lo:hi])
+        y = train.y_indices[train.y_indptr[r] : train.y_indptr[r + 1]]
+        assert batch.counts[b] == len(y)
+        np.testing.assert_array_equal(batch.labels[b, : len(y)], y)
+        assert np.all(batch.labels[b, len(y) :] == y[0])  # padding repeats the first label
+
+
+LABEL_COUNTS = np.array([50, 1, 7, 0, 20, 3, 3, 9, 1, 30])
+
+
+@pytest.mark.parametrize("kind", ["uniform", "log-uniform", "unigram"])
+def test_expected_counts_sum_to_sample_size_and_match_sampling_frequencies(kind):
+    log_p = sampler_log_probs(kind, LABEL_COUNTS)
+    assert abs(np.exp(log_p).sum() - 1.0) < 1e-12
+    q = np.exp(log_expected_counts(log_p, 4).astype(np.float64))
+    assert abs(q.sum() - 4.0) < 1e-4
+    gen = tf.random.Generator.from_seed(1)
+    draw = tf.function(lambda: sample_candidates(gen, log_p.astype(np.float32), 4))
+    draws = np.stack([draw().numpy() for _ in range(3000)])
+    assert all(len(set(d)) == 4 for d in draws)  # distinct classes
+    freq = np.bincount(draws.ravel(), minlength=10) / len(draws)
+    # q is TF's expected-count approximation of the inclusion probability
+    assert np.max(np.abs(freq - q)) < 0.06
+
+
+def test_log_uniform_ranks_labels_by_training_frequency():
+    ranks = np.argsort(-sampler_log_probs("log-uniform", LABEL_COUNTS), kind="stable")
+    np.testing.assert_array_equal(ranks, np.argsort(-LABEL_COUNTS, kind="stable"))
+
+
+def trainable(tiny, **settings) -> TFSoftmaxTrainable:
+    model = TFSoftmaxTrainable(BaselineConfig(**settings), seed=3)
+    model.prepare(tiny[0])
+    return model
+
+
+def test_predict_topk_equals_numpy_dense_scores(tiny):
+    model = trainable(tiny, eval_chunk=64)
+    _, test = tiny
+    test = test.take(np.arange(200))
+    top = model.predict_topk(test, 5)
+    w = {k: v.numpy().astype(np.float64) for k, v in model.net.variables.items()}
+    x = np.zeros((test.n_points, test.n_features))
+    rows = np.repeat(np.arange(test.n_points), np.diff(test.x_indptr))
+    x[rows, test.x_indices] = test.x_values
+    scores = np.maximum(x @ w["w1"] + w["b1"], 0) @ w["w2"].T + w["b2"]
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    assert top.shape == (200, 5) and top.dtype == np.int32
+    assert np.mean(top == want) > 0.99  # float32 vs float64 near-ties may swap
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"model": "full", "adam": "dense"},
+        {"model": "full", "label_feeding": "dense-float64"},
+        {"model": "sampled", "adam": "lazy", "sampler": "unigram", "sample_fraction": 0.2},
+        {"model": "sampled", "sampled_labels": "one", "sampler": "log-uniform"},
+    ],
+)
+def test_warmup_keeps_state_and_resume_continues_the_run(tiny, settings):
+    order = np.random.default_rng(0).permutation(tiny[0].n_points)
+    batches = [order[i * 128 : (i + 1) * 128] for i in range(4)]
+    model = trainable(tiny, **settings)
+    before = model.state_dict()
+    model.warmup(batches[0])
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+    losses = [model.train_batch(b) for b in batches[:2]]
+    saved = model.state_dict()
+    losses += [model.train_batch(b) for b in batches[2:]]
+    assert np.all(np.isfinite(losses)) and model.is_finite()
+    resumed = trainable(tiny, **settings)
+    resumed.load_state_dict(saved)
+    again = [resumed.train_batch(b) for b in batches[2:]]
+    np.testing.assert_allclose(again, losses[2:], rtol=1e-6)
+    final, other = model.state_dict(), resumed.state_dict()
+    for key in final:
+        np.testing.assert_allclose(other[key], final[key], rtol=1e-5, atol=1e-8, err_msg=key)
+    stats = model.stats()
+    assert stats["t_host"] < stats["t_step"]
+
+
+def test_dense_float64_feed_takes_the_same_steps_as_sparse_labels(tiny):
+    rows = np.arange(128)
+    sparse = trainable(tiny, model="full")
+    dense = trainable(tiny, model="full", label_feeding="dense-float64")
+    assert sparse.train_batch(rows) == pytest.approx(dense.train_batch(rows), rel=1e-5)
+    np.testing.assert_allclose(dense.net.w2.numpy(), sparse.net.w2.numpy(), rtol=1e-4, atol=1e-7)
