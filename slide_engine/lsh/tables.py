@@ -74,7 +74,8 @@ def allocate_tables(n_neurons: int, n_tables: int, n_buckets: int, capacity: int
     rng_states : numpy.ndarray, optional
         uint64 (l,), one reservoir RNG state per table (default: zeros).
     slack : int, optional
-        Extra pool slots per table for relocated segments (default ``max(n // 8, 64 * capacity)``).
+        Extra pool slots per table for relocated segments, at least ``capacity`` (default
+        ``max(n // 8, 64 * capacity)``).
 
     Returns
     -------
@@ -86,6 +87,8 @@ def allocate_tables(n_neurons: int, n_tables: int, n_buckets: int, capacity: int
         raise ValueError("n_neurons, n_tables, n_buckets and capacity must be positive")
     if slack is None:
         slack = max(n_neurons // 8, 64 * capacity)
+    if slack < capacity:
+        raise ValueError(f"slack ({slack}) must be at least the capacity ({capacity})")
     if rng_states is None:
         rng_states = np.zeros(n_tables, dtype=np.uint64)
     shape = (n_tables, n_buckets)
@@ -216,6 +219,18 @@ def _insert(tb, t, b, i):
     tb.size[t, b] = n + 1
 
 
+@njit(cache=True)
+def _reinsert_table(tb, t, rows, new_buckets):
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        old = tb.bucket_of[t, i]
+        new = new_buckets[t, r]
+        if old != new:
+            _remove(tb, t, old, i)
+            _insert(tb, t, new, i)
+            tb.bucket_of[t, i] = new
+
+
 @njit(cache=True, parallel=True)
 def reinsert(tables: TableArrays, rows: np.ndarray, new_buckets: np.ndarray) -> None:
     """Move neurons to their new buckets without a rebuild (parallel over tables).
@@ -229,16 +244,10 @@ def reinsert(tables: TableArrays, rows: np.ndarray, new_buckets: np.ndarray) -> 
         int32 (l, m): ``new_buckets[t, r]`` is the new bucket of ``rows[r]`` in table ``t``
         (e.g. from :func:`~slide_engine.lsh.hashing.hash_rows`).
     """
+    # The body lives in its own function: inlined into the prange loop, numba's parfor pass
+    # dropped the write to ``tables.bucket_of`` (numba 0.68).
     for t in prange(tables.ids.shape[0]):
-        for r in range(rows.shape[0]):
-            i = rows[r]
-            old = tables.bucket_of[t, i]
-            new = new_buckets[t, r]
-            if old == new:
-                continue
-            _remove(tables, t, old, i)
-            _insert(tables, t, new, i)
-            tables.bucket_of[t, i] = new
+        _reinsert_table(tables, t, rows, new_buckets)
 
 
 @njit(cache=True, inline="always")
