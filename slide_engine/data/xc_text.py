@@ -161,7 +161,7 @@ def parse_xc_bytes(buf: np.ndarray, source: str | Path) -> XCData:
         if results[c, 0] != kp.OK:
             code, row, tok_start, tok_end, aux = (int(v) for v in results[c, :5])
             _raise_parse_error(
-                buf, source, (n, d, l_), (code, row_off[c] + row, tok_start, tok_end, aux)
+                buf, source, (n, d, l_), (code, int(row_off[c]) + row, tok_start, tok_end, aux)
             )
     rows = int(results[:, 1].sum())
     if rows < n:
