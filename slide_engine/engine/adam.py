@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -24,26 +25,32 @@ def _adam_row(r, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, 
         return
     t = row_step[r] + 1
     row_step[r] = t
-    lr_t = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    # float32 constants keep the element loop in float32 (vectorised)
+    lr_t = np.float32(lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t))
+    b1 = np.float32(beta1)
+    b2 = np.float32(beta2)
+    c1 = np.float32(1.0 - beta1)
+    c2 = np.float32(1.0 - beta2)
+    e = np.float32(eps)
     wr = w[r]
     gr = g[r]
     mr = m[r]
     vr = v[r]
     for k in range(wr.shape[0]):
         gk = gr[k]
-        mk = beta1 * mr[k] + (1.0 - beta1) * gk
-        vk = beta2 * vr[k] + (1.0 - beta2) * gk * gk
+        mk = b1 * mr[k] + c1 * gk
+        vk = b2 * vr[k] + c2 * gk * gk
         mr[k] = mk
         vr[k] = vk
-        wr[k] -= lr_t * mk / (math.sqrt(vk) + eps)
+        wr[k] -= lr_t * mk / (np.sqrt(vk) + e)
         gr[k] = 0.0
     if b.shape[0] > 0:
         gk = gb[r]
-        mk = beta1 * mb[r] + (1.0 - beta1) * gk
-        vk = beta2 * vb[r] + (1.0 - beta2) * gk * gk
+        mk = b1 * mb[r] + c1 * gk
+        vk = b2 * vb[r] + c2 * gk * gk
         mb[r] = mk
         vb[r] = vk
-        b[r] -= lr_t * mk / (math.sqrt(vk) + eps)
+        b[r] -= lr_t * mk / (np.sqrt(vk) + e)
         gb[r] = 0.0
 
 
