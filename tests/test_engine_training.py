@@ -1,0 +1,141 @@
+"""Training behaviour of SlideNetwork: determinism, resume, warm-up, evaluation, instrumentation.
+
+Thresholds: bit equality for everything deterministic (threads=1); P@k from predict_topk equal
+to the metrics module's top-k of a NumPy dense forward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slide_engine.data import generate
+from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
+from slide_engine.harness import RunSettings, epoch_order
+from slide_engine.metrics import topk_from_scores
+
+# union + random top-up (RNG), a rebuild every 4 and a redraw every 7 batches: everything that
+# carries state between batches is exercised within a dozen batches
+HASH = HashConfig(family="dwta", k=3, l=8, n_buckets=2**9, min_active=64, rebuild_every=4,
+                  redraw_every=7)
+CONFIG = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HASH))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return generate("tiny", 0)
+
+
+def batches(n_points: int, count: int, start: int = 0) -> list[np.ndarray]:
+    order = epoch_order(n_points, 0, 0)
+    return [order[i * 64 : (i + 1) * 64] for i in range(start, start + count)]
+
+
+def trained(train, n_batches: int, config: SlideConfig = CONFIG, threads: int = 1):
+    net = SlideNetwork(config, seed=5, threads=threads)
+    net.prepare(train)
+    losses = [net.train_batch(rows) for rows in batches(train.n_points, n_batches)]
+    return net, losses
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_same_seed_one_thread_is_bit_identical(tiny):
+    net_a, loss_a = trained(tiny[0], 12)
+    net_b, loss_b = trained(tiny[0], 12)
+    assert loss_a == loss_b
+    assert_same_state(net_a.state_dict(), net_b.state_dict())
+
+
+def test_resume_from_state_dict_continues_bit_identically(tiny):
+    train = tiny[0]
+    net, _ = trained(train, 6)
+    state = net.state_dict()
+    tail = batches(train.n_points, 8, start=6)  # spans rebuilds (8, 12) and a redraw (7)
+    straight = [net.train_batch(rows) for rows in tail]
+    resumed = SlideNetwork(CONFIG, seed=5, threads=1)
+    resumed.prepare(train)
+    resumed.load_state_dict(state)
+    again = [resumed.train_batch(rows) for rows in tail]
+    assert straight == again
+    assert_same_state(net.state_dict(), resumed.state_dict())
+
+
+def test_warmup_leaves_the_state_unchanged(tiny):
+    net = SlideNetwork(CONFIG, seed=5, threads=1)
+    net.prepare(tiny[0])
+    before = net.state_dict()
+    net.warmup(batches(tiny[0].n_points, 1)[0])
+    assert_same_state(before, net.state_dict())
+
+
+def test_save_and_load_predict_the_same(tiny, tmp_path):
+    train, test = tiny
+    net, _ = trained(train, 3)
+    net.save(tmp_path / "net.npz")
+    loaded = SlideNetwork.load(tmp_path / "net.npz")
+    assert np.array_equal(net.predict_topk(test, 5), loaded.predict_topk(test, 5))
+
+
+def test_predict_topk_is_the_dense_forward_in_chunks(tiny):
+    train, test = tiny
+    config = SlideConfig(lr=1e-3, eval_chunk_mb=1, output=CONFIG.output)  # forces many chunks
+    net, _ = trained(train, 3, config)
+    first, out = net.layers
+    x = np.zeros((test.n_points, test.n_features), np.float32)
+    for i in range(test.n_points):
+        lo, hi = test.x_indptr[i], test.x_indptr[i + 1]
+        x[i, test.x_indices[lo:hi]] = test.x_values[lo:hi]
+    hidden = np.maximum(x.astype(np.float64) @ first.w + first.b, 0.0)
+    scores = hidden @ out.w.T.astype(np.float64) + out.b
+    expected = topk_from_scores(scores, 5)
+    got = net.predict_topk(test, 5)
+    assert (got == expected).mean() >= 0.999  # float32 vs float64 may swap near-ties
+    assert np.array_equal(got[:, 0], expected[:, 0]) or (got[:, 0] != expected[:, 0]).sum() <= 1
+
+
+def test_predict_with_hashing_scores_only_active_neurons(tiny):
+    train, test = tiny
+    net, _ = trained(train, 3)
+    topk = net.predict_topk_lsh(test, 5)
+    assert topk.shape == (test.n_points, 5)
+    assert ((topk >= 0) & (topk < test.n_labels)).all()  # min_active 64 >= k: no padding
+
+
+def test_stats_report_sampling_and_phase_times(tiny):
+    net, _ = trained(tiny[0], 5)
+    stats = net.stats()
+    n_labels = tiny[0].n_labels
+    assert 64 <= stats["active_mean"] < n_labels
+    assert stats["active_fraction"] == pytest.approx(stats["active_mean"] / n_labels)
+    assert 0.0 < stats["mult_fraction"] < 1.0
+    assert all(stats[f"t_{p}"] >= 0.0 for p in ("hash", "forward", "backward", "update",
+                                                 "tables"))
+    assert stats["rebuilds"] == 1.0  # after batch 4
+    assert np.isnan(net.stats()["mult_fraction"])  # counters restart after each call
+
+
+def test_is_finite_detects_a_diverged_weight(tiny):
+    net, _ = trained(tiny[0], 1)
+    assert net.is_finite()
+    net.layers[-1].w[3, 7] = np.inf
+    assert not net.is_finite()
+
+
+def test_fit_runs_the_harness_deterministically(tiny, tmp_path):
+    train, test = tiny
+    curves = []
+    for name in ("a", "b"):
+        settings = RunSettings(batch_size=64, eval_every=5, max_iterations=10, eval_points=200,
+                               seed=5, threads=1, dataset="tiny")
+        net = SlideNetwork(CONFIG, seed=5, threads=1)
+        result = net.fit(train, test, tmp_path / f"{name}.csv", settings)
+        assert result.status == "done" and result.iterations == 10
+        curves.append([{k: v for k, v in row.items()
+                        if k != "train_seconds" and not k.startswith(("t_", "eval_seconds"))}
+                       for row in result.curve])
+    np.testing.assert_equal(curves[0], curves[1])  # NaN (no batch yet) equals NaN here
