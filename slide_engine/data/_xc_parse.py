@@ -1,11 +1,11 @@
 """Numba kernels that parse the body of an XC text file from raw bytes.
 
-The body (everything after the header line) is cut into chunks at line starts and parsed in two
-parallel passes: a byte count giving upper bounds of the array sizes per chunk (one ``:`` per
-feature, one label per comma plus one per line; exact for valid files except label-less rows),
-then one parse pass in which each chunk fills its own region of the CSR arrays. Errors are
-returned as a code plus the byte span
-of the offending token; the Python caller turns that into file, line and token text.
+The body (everything after the header line) is cut into chunks at line starts. The caller
+counts bytes per chunk for upper bounds of the array sizes (one ``:`` per feature, one label
+per comma plus one per line; exact for valid files except label-less rows), then
+:func:`parse_chunks` parses the chunks in parallel, each into its own region of the CSR arrays.
+Errors are returned as a code plus the byte span of the offending token; the Python caller
+turns that into file, line and token text.
 """
 
 from __future__ import annotations
@@ -42,40 +42,6 @@ _MANT_LIMIT = 10**17  # keep at most 17-18 significant digits, the rest only shi
 _FLT_MAX = 3.4028234663852886e38
 # exact powers of ten: m / 10**k with m < 2**53 and k <= 22 is correctly rounded in float64
 _POW10 = np.array([10.0**k for k in range(23)])
-
-
-@numba.njit(cache=True)
-def _count_span(buf: np.ndarray, start: int, stop: int) -> tuple[int, int, int]:
-    colons = 0
-    commas = 0
-    newlines = 0
-    for i in range(start, stop):
-        c = buf[i]
-        colons += c == _COLON
-        commas += c == _COMMA
-        newlines += c == _NL
-    return colons, commas, newlines
-
-
-@numba.njit(cache=True, parallel=True)
-def count_chunks(buf: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Count ':' , ',' and newline bytes of each chunk.
-
-    Parameters
-    ----------
-    buf : ndarray of uint8, shape (size,)
-    bounds : ndarray of int64, shape (c + 1,)
-        Chunk c is ``buf[bounds[c]:bounds[c + 1]]``.
-
-    Returns
-    -------
-    ndarray of int64, shape (c, 3)
-        Colons, commas and newlines per chunk.
-    """
-    out = np.zeros((bounds.shape[0] - 1, 3), dtype=np.int64)
-    for c in numba.prange(bounds.shape[0] - 1):
-        out[c, 0], out[c, 1], out[c, 2] = _count_span(buf, bounds[c], bounds[c + 1])
-    return out
 
 
 @numba.njit(cache=True)

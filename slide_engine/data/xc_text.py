@@ -34,6 +34,7 @@ _HEADER_LIMIT = 256
 _INT32_MAX = np.iinfo(np.int32).max
 _WRITE_CHUNK = 20_000
 _MIN_CHUNK = 1 << 20  # bytes; smaller files are parsed in one chunk
+_COUNT_BLOCK = 1 << 24
 
 
 def _parse_header(buf: np.ndarray, source: str) -> tuple[int, int, int, int]:
@@ -142,7 +143,7 @@ def parse_xc_bytes(buf: np.ndarray, source: str | Path) -> XCData:
     source = str(source)
     n, d, l_, start = _parse_header(buf, source)
     bounds = _chunk_bounds(buf, start)
-    counts = kp.count_chunks(buf, bounds)
+    counts = _count_bytes(buf, bounds)
     lines = counts[:, 2].copy()
     if buf.size > start and buf[-1] != ord("\n"):
         lines[-1] += 1  # a last line without its newline
@@ -181,6 +182,21 @@ def _chunk_bounds(buf: np.ndarray, start: int) -> np.ndarray:
     n_chunks = max(1, min(2 * numba.get_num_threads(), size // _MIN_CHUNK))
     cuts = [kp.next_line_start(buf, start + k * size // n_chunks) for k in range(1, n_chunks)]
     return np.unique(np.array([start, *cuts, buf.shape[0]], dtype=np.int64))
+
+
+def _count_bytes(buf: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Colons, commas and newlines per chunk; int64, shape (n_chunks, 3).
+
+    NumPy's vectorised compare-and-count over 16 MB blocks is about 3x cheaper per byte than
+    a scalar Numba loop.
+    """
+    counts = np.zeros((bounds.size - 1, 3), dtype=np.int64)
+    for c in range(bounds.size - 1):
+        for first in range(int(bounds[c]), int(bounds[c + 1]), _COUNT_BLOCK):
+            block = buf[first : min(first + _COUNT_BLOCK, int(bounds[c + 1]))]
+            for k, byte in enumerate(b":,\n"):
+                counts[c, k] += np.count_nonzero(block == byte)
+    return counts
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
