@@ -1,0 +1,647 @@
+"""``python -m slide_engine.bench``: steady-state speed, memory and start-up of every method.
+
+Example (the issue-6 measurement, about 15 minutes on 2 cores)::
+
+    python -m slide_engine.bench --preset amazon670k-like --train-points 20000 \
+        --threads 1,2 --batches 30 --warmup 5 --methods slide,tf-full,tf-sampled \
+        --out results/bench-amazon.csv
+
+    python -m slide_engine.bench --preset tiny --batches 5 --out /tmp/bench.csv   # CI smoke
+
+What is measured, and how:
+
+- The data are generated once by the parent (:func:`slide_engine.data.generate` on the preset,
+  with ``n_train = --train-points`` and ``n_test = --test-points``; every other size of the
+  preset is kept, so the network has the preset's full D and L) and saved as npz. Every method
+  then runs in a subprocess of its own per thread count, so its peak RSS is its own and its
+  thread pools are fixed before anything runs: ``NUMBA_NUM_THREADS``, ``OMP/MKL/OPENBLAS``,
+  ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` are set in the child's environment and
+  TensorFlow is configured with :func:`baselines.device.configure_threads` before its first op.
+- Each worker does what :func:`slide_engine.harness.run` does before its loop: ``prepare``
+  (timed: ``startup_seconds``), ``warmup`` on the first batch; then ``--warmup`` untimed training
+  batches, then ``--batches`` timed ``train_batch`` calls on the batches of
+  :func:`slide_engine.harness.epoch_order` (the same rows, in the same order, for every method).
+  Per batch it records wall time (``perf_counter``) and process CPU time (``process_time``, all
+  threads): on a shared machine the CPU time is the steadier number, the wall time the goal.
+- ``ms_per_batch_median``/``p10``/``p90``/``mean`` summarise the timed batches. SLIDE's table
+  rebuild (every ``rebuild_every`` batches) falls outside a short window, so the worker also
+  times one rebuild explicitly (``rebuild_seconds``) and reports the amortised cost
+  ``ms_per_batch_amortised = median + rebuild / rebuild_every``.
+- Peak memory: the worker's high-water RSS (``VmHWM``, else ``ru_maxrss``: ``peak_rss_mb``)
+  and the same before ``prepare`` (``base_rss_mb``: interpreter, libraries and data), so
+  ``model_rss_mb`` is what the method added. SLIDE also reports the bytes of its arrays
+  (``model_bytes_mb``, tables included).
+- Profile: SLIDE's phase timers from ``stats()`` (hash, forward, backward, update, tables) per
+  timed batch; TensorFlow's host-side batch preparation vs the compiled step (``t_host``,
+  ``t_step``).
+- Memory bandwidth of the machine: a NumPy copy of a 512 MiB array (best of 5; read + write
+  bytes / time), to compare against SLIDE's estimated traffic per batch.
+- Optionally (``--accuracy-seconds S``) every method also trains for ``S`` training seconds in
+  the shared harness at the highest thread count, evaluated every ``--eval-every`` batches; the
+  parent then reports each method's time to reach 95 % of TF full softmax's final P@1.
+
+The parent prints the per-method table, the ratios against the goals of issue 6 (PASS/FAIL) and
+writes tidy CSV rows (one per method and thread count) with provenance columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CSV_COLUMNS", "GOALS", "main", "measure_bandwidth"]
+
+#: Methods the bench knows. ``slide-dwta`` is the engine with the shipped Amazon-670K hashing
+#: (DWTA K=6, L=50, 2^18 buckets), the configuration of the reference C++ figure.
+METHODS = ("slide", "slide-dwta", "tf-full", "tf-sampled")
+_SLIDE_PRESET_SETS = {
+    "slide": {},
+    "slide-dwta": {
+        "output.hash.family": "dwta",
+        "output.hash.k": 6,
+        "output.hash.l": 50,
+        "output.hash.n_buckets": 262144,
+    },
+}
+_TF_PRESET_SETS = {"tf-full": {"model": "full"}, "tf-sampled": {"model": "sampled"}}
+
+#: Reference figures of issue 6 (original C++ SLIDE, same machine, Amazon-670K shape).
+CPP_MS_PER_BATCH = {1: 2200.0, 2: 944.0}
+CPP_MS_PER_BATCH_WITH_REHASH = {2: 1150.0}
+
+#: The goals of issue 6 (name -> (threshold, direction, description)).
+GOALS: dict[str, tuple[float, str, str]] = {
+    "slide_vs_tf_full": (25.0, ">=", "TF full ms/batch / SLIDE ms/batch (max threads)"),
+    "slide_vs_cpp": (10.0, ">=", "C++ 944 ms / SLIDE ms/batch (2 threads)"),
+    "slide_peak_rss_gb": (4.0, "<=", "SLIDE peak RSS of its process, GB (tables included)"),
+    "slide_startup_s": (10.0, "<=", "SLIDE start-up (prepare), s"),
+    "slide_thread_speedup": (1.8, ">=", "SLIDE ms/batch at 1 thread / at 2 threads"),
+    "tta_vs_tf_full": (10.0, ">=", "TF full / SLIDE time to 95% of TF full's final P@1"),
+    "tta_vs_tf_sampled": (1.0, ">", "TF sampled / SLIDE time to 95% of TF full's final P@1"),
+}
+
+#: Columns of the output CSV, in order (tidy: one row per method and thread count).
+CSV_COLUMNS: tuple[str, ...] = (
+    "method",
+    "threads",
+    "status",
+    "preset",
+    "n_train",
+    "n_features",
+    "n_labels",
+    "batch_size",
+    "warmup_batches",
+    "timed_batches",
+    "ms_per_batch_median",
+    "ms_per_batch_p10",
+    "ms_per_batch_p90",
+    "ms_per_batch_mean",
+    "ms_per_batch_amortised",
+    "cpu_ms_per_batch_median",
+    "peak_rss_mb",
+    "base_rss_mb",
+    "model_rss_mb",
+    "model_bytes_mb",
+    "startup_seconds",
+    "warmup_seconds",
+    "rebuild_seconds",
+    "rebuild_every",
+    "active_mean",
+    "t_hash_ms",
+    "t_forward_ms",
+    "t_backward_ms",
+    "t_update_ms",
+    "t_tables_ms",
+    "t_host_ms",
+    "t_step_ms",
+    "tta_seconds",
+    "final_p_at_1",
+    "mem_bandwidth_gbs",
+    "load_avg_1min",
+    "settings",
+    "cpu_model",
+    "cpu_count",
+    "python",
+    "numpy",
+    "numba",
+    "tensorflow",
+    "git_sha",
+    "platform",
+)
+
+_THREAD_ENV = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def measure_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """Memory bandwidth of a NumPy copy, GB/s (read + write bytes over the best time).
+
+    Parameters
+    ----------
+    mib : int
+        Size of the copied array in MiB (well beyond the caches).
+    repeats : int
+        Copies timed; the best is kept (the least disturbed by other processes).
+    """
+    src = np.ones(mib * 2**20 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # fault the pages in
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def _rss_mb() -> float:
+    """Peak resident set of this process, MB.
+
+    ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process image: it starts
+    afresh at ``exec``), else ``ru_maxrss``, which Linux carries over from the parent across
+    fork + exec and so can report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _batches(n_train: int, batch: int, seed: int) -> Iterator[np.ndarray]:
+    """The harness's batches: consecutive slices of ``epoch_order``, epoch after epoch."""
+    from slide_engine.harness import epoch_order
+
+    epoch = 0
+    while True:
+        order = epoch_order(n_train, seed, epoch)
+        for start in range(0, n_train, batch):
+            yield order[start : start + batch]
+        epoch += 1
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    from slide_engine.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def _tree(flat: dict[str, Any]) -> dict[str, Any]:
+    from slide_engine.cli import load_config
+
+    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in flat.items()])
+
+
+def _pcts(ms: np.ndarray) -> dict[str, float]:
+    return {
+        "ms_per_batch_median": float(np.median(ms)),
+        "ms_per_batch_p10": float(np.percentile(ms, 10)),
+        "ms_per_batch_p90": float(np.percentile(ms, 90)),
+        "ms_per_batch_mean": float(ms.mean()),
+    }
+
+
+# ---------------------------------------------------------------------------------- worker
+
+
+def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any]) -> tuple[Any, dict]:
+    from slide_engine.cli import from_dict, to_dict
+
+    if method.startswith("slide"):
+        from slide_engine.engine import SlideConfig, SlideNetwork
+
+        config = from_dict(SlideConfig, _tree({**_SLIDE_PRESET_SETS[method], **sets}))
+        return SlideNetwork(config, seed=seed, threads=threads), to_dict(config)
+    # TensorFlow is imported only here, in a worker of its own (slide_engine never imports it
+    # at module level): its thread pools are fixed before the first op.
+    from baselines.config import BaselineConfig
+    from baselines.device import configure_threads
+    from baselines.trainable import TFSoftmaxTrainable
+
+    configure_threads(threads)
+    config = from_dict(BaselineConfig, _tree({**_TF_PRESET_SETS[method], **sets}))
+    return TFSoftmaxTrainable(config, seed), to_dict(config)
+
+
+def _slide_extras(model: Any, stats: dict[str, float], n_timed: int) -> dict[str, float]:
+    out: dict[str, float] = {"active_mean": stats.get("active_mean", math.nan)}
+    for phase in ("hash", "forward", "backward", "update", "tables"):
+        out[f"t_{phase}_ms"] = 1e3 * stats.get(f"t_{phase}", math.nan) / n_timed
+    nbytes = sum(layer.nbytes() for layer in model.layers)
+    samplers = getattr(model, "_samplers", {})
+    nbytes += sum(s.index.nbytes for s in samplers.values())
+    out["model_bytes_mb"] = nbytes / 2**20
+    # one rebuild of every sampled layer's tables, timed alone (the schedule's periodic cost)
+    if samplers:
+        t0 = time.perf_counter()
+        for index, sampler in samplers.items():
+            sampler.build(model._neuron_rows(index))
+        out["rebuild_seconds"] = time.perf_counter() - t0
+        out["rebuild_every"] = min(s.cfg.rebuild_every for s in samplers.values())
+    return out
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from slide_engine.data import load_npz
+
+    method, threads = args.worker, args.worker_threads
+    sets = _parse_sets(args.tf_sets if method.startswith("tf") else args.sets)
+    train = load_npz(Path(args.data_dir) / "train.npz")
+    base_rss = _rss_mb()
+    model, _ = _make_model(method, threads, args.seed, sets)
+    result: dict[str, Any] = {"method": method, "threads": threads, "settings": sets}
+
+    t0 = time.perf_counter()
+    model.prepare(train)
+    result["startup_seconds"] = time.perf_counter() - t0
+    batches = _batches(train.n_points, args.batch_size, args.seed)
+    t0 = time.perf_counter()
+    first = next(batches)
+    model.warmup(first)  # the harness warms up on the first batch, then trains on it again
+    batches = _batches(train.n_points, args.batch_size, args.seed)
+    result["warmup_seconds"] = time.perf_counter() - t0
+    for _ in range(args.warmup):
+        model.train_batch(next(batches))
+    model.stats()  # reset counters: the profile covers the timed batches only
+    wall, cpu = [], []
+    for _ in range(args.batches):
+        rows = next(batches)
+        c0, t0 = time.process_time(), time.perf_counter()
+        loss = model.train_batch(rows)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        if not math.isfinite(loss):
+            result["status"] = "diverged"
+            break
+    stats = model.stats()
+    ms = 1e3 * np.asarray(wall)
+    result.update(_pcts(ms))
+    result["cpu_ms_per_batch_median"] = float(np.median(1e3 * np.asarray(cpu)))
+    result["timed_batches"] = len(wall)
+    if method.startswith("slide"):
+        result.update(_slide_extras(model, stats, len(wall)))
+        if "rebuild_seconds" in result:
+            result["ms_per_batch_amortised"] = (
+                result["ms_per_batch_median"]
+                + 1e3 * result["rebuild_seconds"] / result["rebuild_every"]
+            )
+    else:
+        result["t_host_ms"] = 1e3 * stats.get("t_host", math.nan) / len(wall)
+        result["t_step_ms"] = 1e3 * stats.get("t_step", math.nan) / len(wall)
+        result["ms_per_batch_amortised"] = result["ms_per_batch_median"]
+    result["peak_rss_mb"] = _rss_mb()
+    result["base_rss_mb"] = base_rss
+    result["model_rss_mb"] = result["peak_rss_mb"] - base_rss
+    result.setdefault("status", "ok")
+    result["load_avg_1min"] = os.getloadavg()[0]
+
+    if args.accuracy_seconds > 0:
+        result.update(_accuracy_run(args, method, threads, sets, train))
+    Path(args.result).write_text(json.dumps(result, default=float))
+    return 0
+
+
+def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dict[str, Any],
+                  train: Any) -> dict[str, Any]:
+    """Train a fresh model for ``--accuracy-seconds`` in the harness; return its curve."""
+    from slide_engine.data import load_npz
+    from slide_engine.harness import RunSettings, run
+
+    test = load_npz(Path(args.data_dir) / "test.npz")
+    model, config = _make_model(method, threads, args.seed, sets)
+    settings = RunSettings(
+        batch_size=args.batch_size, epochs=10**6, time_budget_s=args.accuracy_seconds,
+        eval_every=args.eval_every, eval_points=min(2560, test.n_points), final_eval_points=0,
+        seed=args.seed, checkpoint_every_s=1e9, dataset=args.preset, threads=threads,
+    )
+    out = Path(args.result).with_suffix(".curve.csv")
+    res = run(model, train, test, settings, out, config)
+    curve = [(float(r["train_seconds"]), float(r["p_at_1"])) for r in res.curve
+             if r.get("eval_set") == "subset"]
+    final = [float(r["p_at_1"]) for r in res.curve if r.get("eval_set") == "full"]
+    return {"curve": curve, "final_p_at_1": final[-1] if final else math.nan}
+
+
+# ---------------------------------------------------------------------------------- parent
+
+
+def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
+           work: Path) -> dict[str, Any]:
+    result = work / f"{method}-t{threads}.json"
+    cmd = [sys.executable, "-m", "slide_engine.bench", "--worker", method,
+           "--worker-threads", str(threads), "--data-dir", str(data_dir), "--result", str(result),
+           "--batches", str(args.batches), "--warmup", str(args.warmup),
+           "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+           "--preset", args.preset, "--eval-every", str(args.eval_every),
+           "--accuracy-seconds", str(args.accuracy_seconds if threads == max(args.threads) else 0)]
+    for item in args.sets:
+        cmd += ["--set", item]
+    for item in args.tf_sets:
+        cmd += ["--tf-set", item]
+    env = dict(os.environ)
+    env.update({name: str(threads) for name in _THREAD_ENV})
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0 or not result.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        print(f"  {method} t={threads}: FAILED (exit {proc.returncode})\n    "
+              + "\n    ".join(tail), file=sys.stderr)
+        return {"method": method, "threads": threads, "status": f"failed:{proc.returncode}"}
+    out = json.loads(result.read_text())
+    print(f"  {method:11s} t={threads}: {out['ms_per_batch_median']:9.1f} ms/batch median "
+          f"[p10 {out['ms_per_batch_p10']:.1f}, p90 {out['ms_per_batch_p90']:.1f}], "
+          f"cpu {out['cpu_ms_per_batch_median']:.1f} ms, peak {out['peak_rss_mb']:.0f} MB, "
+          f"start-up {out['startup_seconds']:.1f} s  ({elapsed:.0f} s wall)", flush=True)
+    return out
+
+
+def _time_to(curve: Sequence[Sequence[float]], target: float) -> float:
+    for seconds, p1 in curve:
+        if p1 >= target:
+            return float(seconds)
+    return math.inf
+
+
+def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str, float, str]]:
+    """(goal, measured value, PASS/FAIL/n.a.) for each goal of :data:`GOALS`."""
+    by = {(r["method"], r["threads"]): r for r in rows if r.get("status") == "ok"}
+    slide = "slide"
+    top = max(threads)
+    out = []
+
+    def ms(method: str, t: int) -> float:
+        row = by.get((method, t))
+        return row["ms_per_batch_median"] if row else math.nan
+
+    def verdict(name: str, value: float) -> str:
+        if not math.isfinite(value) and value != math.inf:
+            return "n/a"
+        limit, op, _ = GOALS[name]
+        ok = {">=": value >= limit, "<=": value <= limit, ">": value > limit}[op]
+        return "PASS" if ok else "FAIL"
+
+    values = {
+        "slide_vs_tf_full": ms("tf-full", top) / ms(slide, top),
+        "slide_vs_cpp": CPP_MS_PER_BATCH[2] / ms(slide, 2) if 2 in threads else math.nan,
+        "slide_peak_rss_gb": max((r["peak_rss_mb"] / 1024 for k, r in by.items()
+                                  if k[0] == slide), default=math.nan),
+        "slide_startup_s": min((r["startup_seconds"] for k, r in by.items() if k[0] == slide),
+                               default=math.nan),
+        "slide_thread_speedup": ms(slide, 1) / ms(slide, 2) if {1, 2} <= set(threads)
+        else math.nan,
+    }
+    full = by.get(("tf-full", top), {})
+    target = 0.95 * full.get("final_p_at_1", math.nan)
+    if math.isfinite(target):
+        tta = {m: _time_to(by[(m, top)].get("curve", []), target)
+               for m in ("slide", "tf-full", "tf-sampled") if (m, top) in by}
+        for row in rows:
+            if row.get("method") in tta and row.get("threads") == top:
+                row["tta_seconds"] = tta[row["method"]]
+        values["tta_vs_tf_full"] = tta.get("tf-full", math.nan) / tta.get(slide, math.nan)
+        values["tta_vs_tf_sampled"] = tta.get("tf-sampled", math.nan) / tta.get(slide, math.nan)
+    else:
+        values["tta_vs_tf_full"] = values["tta_vs_tf_sampled"] = math.nan
+    for name, value in values.items():
+        out.append((name, value, verdict(name, value)))
+    return out
+
+
+def _provenance() -> dict[str, Any]:
+    from slide_engine.runlog import provenance
+
+    prov = provenance({}, 0, "cpu")
+    versions = prov.get("versions", {})
+    return {
+        "cpu_model": prov.get("cpu_model"),
+        "cpu_count": prov.get("cpu_count"),
+        "python": prov.get("python"),
+        "numpy": versions.get("numpy"),
+        "numba": versions.get("numba"),
+        "tensorflow": versions.get("tensorflow") or versions.get("tensorflow-cpu"),
+        "git_sha": prov.get("git_sha"),
+        "platform": prov.get("platform"),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
+
+
+def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]],
+                  bandwidth: float) -> None:
+    print("\nmethod       thr  ms/batch med [p10, p90]        cpu ms  amortised  peak MB  "
+          "start-up s")
+    for r in rows:
+        if r.get("status") != "ok":
+            print(f"{r['method']:12s} {r['threads']:>3}  {r.get('status')}")
+            continue
+        print(f"{r['method']:12s} {r['threads']:>3}  {r['ms_per_batch_median']:9.1f} "
+              f"[{r['ms_per_batch_p10']:8.1f}, {r['ms_per_batch_p90']:8.1f}]  "
+              f"{r['cpu_ms_per_batch_median']:8.1f}  {r['ms_per_batch_amortised']:9.1f}  "
+              f"{r['peak_rss_mb']:7.0f}  {r['startup_seconds']:8.1f}")
+    slide_rows = [r for r in rows if r.get("status") == "ok" and "t_forward_ms" in r]
+    if slide_rows:
+        print("\nSLIDE profile, ms per timed batch (engine phase timers)")
+        print("method       thr   hash  forward backward  update  tables  active  "
+              "rebuild s  est. traffic GB  at bandwidth ms")
+        for r in slide_rows:
+            traffic = _slide_traffic_gb(r)
+            print(f"{r['method']:12s} {r['threads']:>3} {r['t_hash_ms']:6.1f} "
+                  f"{r['t_forward_ms']:8.1f} {r['t_backward_ms']:8.1f} {r['t_update_ms']:7.1f} "
+                  f"{r['t_tables_ms']:7.1f} {r['active_mean']:7.0f} "
+                  f"{r.get('rebuild_seconds', math.nan):9.2f}  {traffic:15.2f}  "
+                  f"{1e3 * traffic / bandwidth:15.1f}")
+    tf_rows = [r for r in rows if r.get("status") == "ok" and "t_host_ms" in r]
+    if tf_rows:
+        print("\nTensorFlow split, ms per timed batch: host-side batch preparation vs step")
+        for r in tf_rows:
+            print(f"{r['method']:12s} {r['threads']:>3}  host {r['t_host_ms']:7.2f}  "
+                  f"step {r['t_step_ms']:9.1f}")
+    print(f"\nmemory bandwidth (NumPy copy, read+write): {bandwidth:.1f} GB/s")
+    print("\ngoal                    value      target  verdict")
+    for name, value, verdict in goals:
+        limit, op, text = GOALS[name]
+        print(f"{name:22s} {value:9.3g}  {op}{limit:<6g}  {verdict:5s}  {text}")
+
+
+def _slide_traffic_gb(row: dict[str, Any]) -> float:
+    """Estimated DRAM bytes of one SLIDE batch (output layer, the dominant term), GB.
+
+    Per (sample, active neuron): forward reads the weight row; backward reads the weight row and
+    reads + writes the gradient row; lazy Adam reads w, g, m, v and writes w, g, m, v of the row
+    (counted per pair: an upper bound when samples share neurons). Rows are 4 * hidden bytes.
+    """
+    pairs = row["batch_size"] * row["active_mean"]
+    row_bytes = 4 * 128
+    return pairs * row_bytes * (1 + 3 + 8) / 1e9
+
+
+def _parent(args: argparse.Namespace) -> int:
+    from slide_engine.data import save_npz
+    from slide_engine.data.synthetic import PRESETS, generate, resolve_spec
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            from slide_engine.errors import ConfigError
+
+            raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    overrides = {}
+    if args.preset not in PRESETS:
+        from slide_engine.errors import ConfigError
+
+        raise ConfigError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+    if args.train_points:
+        overrides["n_train"] = str(args.train_points)
+    if args.test_points:
+        overrides["n_test"] = str(args.test_points)
+    spec = resolve_spec(args.preset, overrides)
+    print(f"bench: preset {args.preset}: {spec.n_train} train / {spec.n_test} test points, "
+          f"D={spec.n_features}, L={spec.n_labels}; methods {methods}, threads {args.threads}",
+          flush=True)
+    bandwidth = measure_bandwidth()
+    with tempfile.TemporaryDirectory(prefix="slide-bench-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        train, test = generate(spec, args.seed)
+        save_npz(train, work / "train.npz")
+        save_npz(test, work / "test.npz")
+        del train, test
+        print(f"  data generated in {time.perf_counter() - t0:.1f} s", flush=True)
+        rows = []
+        for method in methods:
+            for threads in args.threads:
+                row = _spawn(method, threads, args, work, work)
+                rows.append(row)
+    prov = _provenance()
+    for row in rows:
+        row.update(prov)
+        row.update(
+            preset=args.preset, n_train=spec.n_train, n_features=spec.n_features,
+            n_labels=spec.n_labels, batch_size=args.batch_size, warmup_batches=args.warmup,
+            mem_bandwidth_gbs=bandwidth,
+        )
+    goals = _goal_rows(rows, args.threads)
+    _write_csv(Path(args.out), rows)
+    _print_tables(rows, goals, bandwidth)
+    goals_path = Path(args.out).with_suffix(".goals.csv")
+    with goals_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["goal", "value", "op", "target", "verdict", "description"])
+        for name, value, verdict in goals:
+            limit, op, text = GOALS[name]
+            writer.writerow([name, _fmt(float(value)), op, limit, verdict, text])
+    print(f"\nwrote {args.out} and {goals_path}")
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m slide_engine.bench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m slide_engine.bench",
+        description="Steady-state ms/batch, peak memory and start-up of SLIDE and the "
+        "TensorFlow baselines on the same batches, one subprocess per method and thread count.",
+    )
+    p.add_argument("--preset", default="tiny", help="synthetic preset (slide_engine.data)")
+    p.add_argument("--train-points", type=int, default=0,
+                   help="training points generated (default: the preset's)")
+    p.add_argument("--test-points", type=int, default=0,
+                   help="test points generated (default: the preset's, capped at 2000)")
+    p.add_argument("--threads", default=[1, 2],
+                   type=lambda s: sorted({int(x) for x in s.split(",")}),
+                   help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--batches", type=int, default=30, help="timed batches per method")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed training batches after the harness warm-up")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--methods", default="slide,tf-full,tf-sampled",
+                   help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="SLIDE config override (as python -m slide_engine --set); repeatable")
+    p.add_argument("--tf-set", dest="tf_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="TF baseline config override (BaselineConfig keys); repeatable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accuracy-seconds", type=float, default=0.0,
+                   help="also train each method this many seconds (max threads) and report "
+                   "time to 95%% of TF full's final P@1 (0 = skip)")
+    p.add_argument("--eval-every", type=int, default=50,
+                   help="batches between evaluations in the accuracy run")
+    p.add_argument("--out", default="bench.csv", help="CSV to write (goals beside it)")
+    # internal: one worker per (method, threads)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bench (or, with the internal ``--worker``, one measurement); return the status."""
+    args = build_parser().parse_args(argv)
+    if args.batches < 1 or args.warmup < 0 or args.batch_size < 1 or min(args.threads) < 1:
+        from slide_engine.errors import ConfigError
+
+        raise ConfigError("--batches, --batch-size and --threads must be >= 1, --warmup >= 0")
+    if args.worker:
+        return _worker(args)
+    if not args.test_points and args.preset != "tiny":
+        from slide_engine.data.synthetic import PRESETS
+
+        args.test_points = min(PRESETS[args.preset].n_test, 2000)
+    return _parent(args)
+
+
+if __name__ == "__main__":
+    from slide_engine.cli import main_guard
+
+    main_guard(main)()

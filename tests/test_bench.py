@@ -1,0 +1,139 @@
+"""The benchmark CLI: quick mode end to end (schema, finite positive numbers), goal arithmetic.
+
+Only that it works is checked here, never how fast anything is (timings on a shared CI machine
+are noise).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slide_engine import bench
+
+REPO = Path(__file__).resolve().parent.parent
+
+_POSITIVE = (
+    "ms_per_batch_median",
+    "ms_per_batch_p10",
+    "ms_per_batch_p90",
+    "ms_per_batch_mean",
+    "ms_per_batch_amortised",
+    "cpu_ms_per_batch_median",
+    "peak_rss_mb",
+    "startup_seconds",
+    "mem_bandwidth_gbs",
+)
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slide_engine.bench", "--preset", "tiny", *extra,
+         "--out", str(tmp_path / "bench.csv")],
+        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("bench")
+    proc = _run(tmp, "--batches", "3", "--warmup", "1", "--threads", "1,2",
+                "--methods", "slide,tf-full,tf-sampled")
+    return tmp, proc
+
+
+def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
+    tmp, proc = quick
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with (tmp / "bench.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == bench.CSV_COLUMNS
+        rows = list(reader)
+    assert {(r["method"], r["threads"]) for r in rows} == {
+        (m, t) for m in ("slide", "tf-full", "tf-sampled") for t in ("1", "2")
+    }
+    for row in rows:
+        assert row["status"] == "ok"
+        assert int(row["timed_batches"]) == 3
+        for col in _POSITIVE:
+            value = float(row[col])
+            assert math.isfinite(value) and value > 0, (row["method"], col, row[col])
+        assert float(row["ms_per_batch_p10"]) <= float(row["ms_per_batch_median"])
+        assert float(row["ms_per_batch_median"]) <= float(row["ms_per_batch_p90"])
+        assert row["git_sha"] and row["cpu_model"] and row["numba"]
+    slide = [r for r in rows if r["method"] == "slide"]
+    for row in slide:  # the engine's phase profile is present
+        for col in ("t_hash_ms", "t_forward_ms", "t_backward_ms", "t_update_ms",
+                    "active_mean", "model_bytes_mb", "rebuild_seconds"):
+            assert math.isfinite(float(row[col])) and float(row[col]) >= 0, col
+    for row in rows:
+        if row["method"].startswith("tf"):
+            assert float(row["t_host_ms"]) > 0 and float(row["t_step_ms"]) > 0
+
+
+def test_quick_mode_prints_goal_table(quick) -> None:
+    tmp, proc = quick
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in bench.GOALS:
+        assert name in proc.stdout
+    with (tmp / "bench.goals.csv").open() as fh:
+        goals = {r["goal"]: r for r in csv.DictReader(fh)}
+    assert set(goals) == set(bench.GOALS)
+    assert goals["slide_startup_s"]["verdict"] in ("PASS", "FAIL")
+    assert goals["tta_vs_tf_full"]["verdict"] == "n/a"  # no accuracy run requested
+
+
+def test_unknown_method_is_a_clean_error(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--methods", "slide,bogus")
+    assert proc.returncode == 2
+    assert "unknown method" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _row(method: str, threads: int, ms: float, **extra: float) -> dict:
+    return {"method": method, "threads": threads, "status": "ok", "ms_per_batch_median": ms,
+            "peak_rss_mb": 2048.0, "startup_seconds": 5.0, **extra}
+
+
+def test_goal_ratios_against_hand_computed_values() -> None:
+    rows = [
+        _row("slide", 1, 180.0, curve=[[1.0, 0.1], [2.0, 0.3], [4.0, 0.5]]),
+        _row("slide", 2, 94.4, curve=[[1.0, 0.1], [2.0, 0.3], [4.0, 0.5]]),
+        _row("tf-full", 1, 3600.0),
+        _row("tf-full", 2, 2500.0, curve=[[10.0, 0.2], [50.0, 0.4]], final_p_at_1=0.40),
+        _row("tf-sampled", 2, 980.0, curve=[[3.0, 0.2], [8.0, 0.39]]),
+    ]
+    goals = {name: (value, verdict) for name, value, verdict in bench._goal_rows(rows, [1, 2])}
+    assert goals["slide_vs_tf_full"][0] == pytest.approx(2500.0 / 94.4)
+    assert goals["slide_vs_tf_full"][1] == "PASS"
+    assert goals["slide_vs_cpp"][0] == pytest.approx(944.0 / 94.4)
+    assert goals["slide_vs_cpp"][1] == "PASS"
+    assert goals["slide_thread_speedup"][0] == pytest.approx(180.0 / 94.4)
+    assert goals["slide_peak_rss_gb"] == (pytest.approx(2.0), "PASS")
+    assert goals["slide_startup_s"] == (pytest.approx(5.0), "PASS")
+    # target 0.95 * 0.40 = 0.38: SLIDE at 4 s, TF full at 50 s, TF sampled at 8 s
+    assert goals["tta_vs_tf_full"] == (pytest.approx(12.5), "PASS")
+    assert goals["tta_vs_tf_sampled"] == (pytest.approx(2.0), "PASS")
+
+
+def test_goal_fails_and_missing_measurements() -> None:
+    rows = [_row("slide", 2, 500.0, peak_rss_mb=8192.0), _row("tf-full", 2, 1000.0)]
+    goals = {name: (value, verdict) for name, value, verdict in bench._goal_rows(rows, [2])}
+    assert goals["slide_vs_tf_full"] == (pytest.approx(2.0), "FAIL")
+    assert goals["slide_peak_rss_gb"][1] == "FAIL"
+    assert goals["slide_thread_speedup"][1] == "n/a"
+    assert goals["tta_vs_tf_full"][1] == "n/a"
+
+
+def test_time_to_target_is_first_crossing_or_inf() -> None:
+    curve = [[1.0, 0.1], [2.0, 0.5], [3.0, 0.4]]
+    assert bench._time_to(curve, 0.45) == 2.0
+    assert bench._time_to(curve, 0.9) == math.inf
+
+
+def test_bandwidth_is_positive() -> None:
+    assert bench.measure_bandwidth(mib=16, repeats=2) > 0
