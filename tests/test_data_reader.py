@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,30 @@ def test_exact_decimal_parsing_matches_python_float() -> None:
     got = xc_text_module.parse_xc_bytes(buf, "decimals.txt").x_values
     want = np.array([np.float32(float(t)) for t in tokens], dtype=np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+def python_xc_text(data: XCData, precision: int) -> str:
+    """Oracle of the writer: Python's own %g formatting, one token at a time."""
+    lines = [f"{data.n_points} {data.n_features} {data.n_labels}"]
+    for r in range(data.n_points):
+        labels = ",".join(str(v) for v in data.y_indices[data.y_indptr[r] : data.y_indptr[r + 1]])
+        span = slice(data.x_indptr[r], data.x_indptr[r + 1])
+        pairs = zip(data.x_indices[span], data.x_values[span], strict=True)
+        lines.append(labels + " " + " ".join(f"{i}:{float(v):.{precision}g}" for i, v in pairs))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("precision", [6, 9])
+def test_writer_prints_like_python_g_format(tmp_path: Path, precision: int) -> None:
+    rng = np.random.default_rng(precision)
+    data = reference_parse(random_xc_text(rng, n=400, d=500, l_=30))
+    wild = rng.standard_normal(data.x_values.size) * 10.0 ** rng.integers(
+        -40, 38, data.x_values.size
+    )
+    data = dataclasses.replace(data, x_values=wild.astype(np.float32))
+    path = tmp_path / "g.txt"
+    write_xc_text(data, path, precision=precision)
+    expected = python_xc_text(data, precision)
+    assert path.read_text() == expected
+    if precision == 9:  # nine digits round-trip every float32
+        assert_same(read_xc_text(path), data)
