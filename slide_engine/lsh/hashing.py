@@ -197,6 +197,7 @@ def _minhash_add(hf, j, codes):
 @njit(cache=True)
 def _minhash(hf, x_idx, x_val, dense, buf, codes):
     # The set: nonzero coordinates, or the ``topk`` largest of them (ties: lowest coordinate).
+    # Dense input: x_val is x and entry q is coordinate q (x_idx is not read).
     n_fun = hf.k * hf.l
     codes[:n_fun] = _EMPTY
     n = hf.dim if dense else x_idx.shape[0]

@@ -28,7 +28,7 @@ is moved, with doubled room (at most ``capacity``), to the pool's tail; when the
 the table is compacted (segments repacked tightly, contents and order kept). Ids evicted earlier
 are not brought back when a removal frees a slot, so after re-insertions a bucket may hold fewer
 than ``min(members, capacity)`` ids until the next build. With a capacity that never binds,
-re-inserting a set of neurons leaves every bucket with exactly the ids a full rebuild would store.
+re-inserting a set of neurons leaves every bucket with the same set of ids as a full rebuild.
 """
 
 from typing import NamedTuple
