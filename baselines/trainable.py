@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from baselines.adam import Adam
-from baselines.batches import Batch, dense_label_matrix, feature_arrays, make_batch
+from baselines.batches import dense_label_matrix, feature_arrays, make_batch
 from baselines.config import BaselineConfig
 from baselines.device import build_info, resolve_device
 from baselines.losses import full_softmax_loss, sampled_softmax_loss
@@ -100,11 +100,10 @@ class TFSoftmaxTrainable:
                 self._log_p = tf.constant(log_p.astype(np.float32))
                 self._log_q = tf.constant(log_expected_counts(log_p, self._n_sampled))
         if cfg.label_feeding == "dense-float64":
-            self._step = tf.function(
-                self._dense_target_step, input_signature=_FEATURES + _DENSE_TARGET
-            )
+            self.loss_fn, self.input_signature = self._dense_target_loss, _FEATURES + _DENSE_TARGET
         else:
-            self._step = tf.function(self._sparse_label_step, input_signature=_FEATURES + _LABELS)
+            self.loss_fn, self.input_signature = self._sparse_label_loss, _FEATURES + _LABELS
+        self._step = tf.function(self._train_step, input_signature=self.input_signature)
         self._topk = tf.function(
             self._topk_fn,
             input_signature=[
@@ -126,14 +125,7 @@ class TFSoftmaxTrainable:
     def train_batch(self, rows: np.ndarray) -> float:
         """One Adam step on the training points ``rows``; returns the batch's mean loss."""
         start = time.perf_counter()
-        batch = make_batch(self._train, rows)
-        with tf.device(self._tf_device):
-            inputs = [
-                tf.constant(batch.feat_ids),
-                tf.constant(batch.feat_vals),
-                tf.constant(batch.feat_rows),
-            ]
-            inputs += self._label_inputs(batch)
+        inputs = self.batch_inputs(rows)
         ready = time.perf_counter()
         with tf.device(self._tf_device):
             loss = float(self._step(*inputs))  # float() waits for the step to finish
@@ -141,30 +133,48 @@ class TFSoftmaxTrainable:
         self._t_step += time.perf_counter() - ready
         return loss
 
-    def _label_inputs(self, batch: Batch) -> list[tf.Tensor]:
-        if self.config.label_feeding == "dense-float64":
-            # The published script's feed, deliberately inside the timed region.
-            return [tf.constant(dense_label_matrix(batch, self._n_labels))]
-        return [tf.constant(batch.labels), tf.constant(batch.counts)]
+    def batch_inputs(self, rows: np.ndarray) -> list[tf.Tensor]:
+        """The step's input tensors for training points ``rows`` (host-side work, timed).
 
-    def _sparse_label_step(self, feat_ids, feat_vals, feat_rows, labels, counts) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(counts)[0])
-            if self.config.model == "full":
-                losses = full_softmax_loss(self.net.logits(hidden), labels, counts)
-            else:
-                losses = self._sampled_losses(hidden, labels, counts)
-            loss = _labelled_mean(losses, counts > 0)
-        return self._apply(tape, loss)
+        Returns
+        -------
+        list of tf.Tensor
+            Matching ``input_signature``: feature ids, values, rows, then labels and counts, or
+            (``label_feeding=dense-float64``) the dense float64 target, built here as the
+            published script did.
+        """
+        batch = make_batch(self._train, rows)
+        with tf.device(self._tf_device):
+            inputs = [
+                tf.constant(batch.feat_ids),
+                tf.constant(batch.feat_vals),
+                tf.constant(batch.feat_rows),
+            ]
+            if self.config.label_feeding == "dense-float64":
+                return [*inputs, tf.constant(dense_label_matrix(batch, self._n_labels))]
+            return [*inputs, tf.constant(batch.labels), tf.constant(batch.counts)]
 
-    def _dense_target_step(self, feat_ids, feat_vals, feat_rows, target) -> tf.Tensor:
+    def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(target)[0])
-            losses = tf.nn.softmax_cross_entropy_with_logits(
-                labels=tf.cast(target, tf.float32), logits=self.net.logits(hidden)
-            )
-            loss = _labelled_mean(losses, tf.reduce_any(target > 0, axis=1))
-        return self._apply(tape, loss)
+            loss = self.loss_fn(*inputs)
+        variables = list(self.net.variables.values())
+        self.opt.apply(tape.gradient(loss, variables))
+        return loss
+
+    def _sparse_label_loss(self, feat_ids, feat_vals, feat_rows, labels, counts) -> tf.Tensor:
+        hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(counts)[0])
+        if self.config.model == "full":
+            losses = full_softmax_loss(self.net.logits(hidden), labels, counts)
+        else:
+            losses = self._sampled_losses(hidden, labels, counts)
+        return _labelled_mean(losses, counts > 0)
+
+    def _dense_target_loss(self, feat_ids, feat_vals, feat_rows, target) -> tf.Tensor:
+        hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(target)[0])
+        losses = tf.nn.softmax_cross_entropy_with_logits(
+            labels=tf.cast(target, tf.float32), logits=self.net.logits(hidden)
+        )
+        return _labelled_mean(losses, tf.reduce_any(target > 0, axis=1))
 
     def _sampled_losses(self, hidden, labels, counts) -> tf.Tensor:
         if self.config.sampled_labels == "one":
@@ -179,11 +189,6 @@ class TFSoftmaxTrainable:
         return sampled_softmax_loss(
             hidden, self.net.w2, self.net.b2, labels, counts, sampled, self._log_q
         )
-
-    def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> tf.Tensor:
-        variables = list(self.net.variables.values())
-        self.opt.apply(tape.gradient(loss, variables))
-        return loss
 
     # -- evaluation (untimed) ----------------------------------------------------------------
 
