@@ -139,7 +139,7 @@ def test_exact_decimal_parsing_matches_python_float() -> None:
         f"{v:.{p}g}" for v, p in zip(rng.random(3000), rng.integers(1, 16, 3000), strict=True)
     ]
     text = f"1 {len(tokens)} 1\n0 " + " ".join(f"{i}:{t}" for i, t in enumerate(tokens)) + "\n"
-    buf = np.frombuffer(text.encode(), dtype=np.uint8)
+    buf = np.frombuffer(bytearray(text.encode()), dtype=np.uint8)
     got = xc_text_module.parse_xc_bytes(buf, "decimals.txt").x_values
     want = np.array([np.float32(float(t)) for t in tokens], dtype=np.float32)
     np.testing.assert_array_equal(got, want)

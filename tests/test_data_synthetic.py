@@ -156,7 +156,7 @@ def test_stats_cli_side_by_side(
     save_npz(tiny[0], tmp_path / "tiny.npz")
     assert main(["stats", str(bibtex_zip), str(tmp_path / "tiny.npz"), "--split", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["Bibtex:train", "Bibtex:test", "tiny.npz"]
+    assert out[0].split() == ["Bibtex:train", "Bibtex:test", f"{tmp_path.name}/tiny.npz"]
     rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
     assert rows["points"] == ["4,880", "2,515", "2,000"]
     assert rows["labels"] == ["159", "159", "500"]

@@ -47,7 +47,8 @@ def _cmd_stats(args: argparse.Namespace) -> None:
             columns[f"{path.stem}:train"] = dataset_stats(train)
             columns[f"{path.stem}:test"] = dataset_stats(test)
         else:
-            columns[path.name] = dataset_stats(load_dataset(path))
+            label = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+            columns[label] = dataset_stats(load_dataset(path))
     print(format_stats_table(columns))
 
 

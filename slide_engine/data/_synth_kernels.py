@@ -49,9 +49,16 @@ def _sample_point(
 ) -> int:
     """Fill one point's labels and features; return the number of distinct features drawn."""
     k = y_out.shape[0]
+    n_labels = label_cdf.shape[0]
     for j in range(k):
-        while True:  # distinct labels; k <= L is guaranteed by the caller
-            lab = label_of_rank[np.searchsorted(label_cdf, _uniform(state), side="right")]
+        tries = 0
+        while True:  # distinct labels; k <= L / 2 is guaranteed by the caller
+            tries += 1
+            u = _uniform(state)
+            if tries <= 1000:
+                lab = label_of_rank[np.searchsorted(label_cdf, u, side="right")]
+            else:  # a head too heavy to give k distinct labels soon: finish uniformly
+                lab = label_of_rank[int(u * n_labels)]
             fresh = True
             for m in range(j):
                 if y_out[m] == lab:

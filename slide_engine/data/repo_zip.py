@@ -111,7 +111,8 @@ def read_repo_zip(path: str | Path, split: int) -> tuple[XCData, XCData]:
     except (zipfile.BadZipFile, OSError) as err:
         raise DataFormatError(path, None, None, f"not a readable zip archive ({err})") from err
     label = [f"{path.name}:{PurePosixPath(m).name}" for m in members]
-    data = parse_xc_bytes(np.frombuffer(raw[0], dtype=np.uint8), label[0])
+    # a writable copy: the reader's kernels are then compiled for one buffer type only
+    data = parse_xc_bytes(np.frombuffer(bytearray(raw[0]), dtype=np.uint8), label[0])
     train_rows, test_rows = (
         parse_split_column(raw[i].decode("ascii", "replace"), label[i], split, data.n_points)
         for i in (1, 2)
