@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
 n_train = {
-    dataset: json.loads(open(path).read())["train"]["n_points"]
+    dataset: json.loads(open(path).read())["train"]["points"]
     for dataset, path in zip(snakemake.params.datasets, snakemake.input.stats, strict=True)
 }
 

@@ -1,0 +1,170 @@
+"""The whole pipeline on the tiny CI config, through the report; and resuming a killed run.
+
+Both tests really train (SLIDE and TensorFlow) in a temporary working directory, so they are
+marked slow; CI runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from slide_engine.data import load_npz
+
+REPO = Path(__file__).resolve().parents[1]
+CI_CONFIG = REPO / "config" / "ci" / "config.yaml"
+FIGURES = ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy")
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake_argv(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(configfile), *args]
+
+
+def run_snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(snakemake_argv(workdir, configfile, *args), cwd=REPO,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc
+
+
+def absolute_config(tmp: Path, change=None) -> Path:
+    """The CI config with its local paths made absolute (the run's working dir is elsewhere)."""
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    for entry in config["datasets"].values():
+        for key in ("zip", "train", "test"):
+            if key in entry:
+                entry[key] = str((REPO / entry[key]).resolve())
+    if change is not None:
+        change(config)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    """Run the CI config once, then build the report; returns (workdir, config)."""
+    work = tmp_path_factory.mktemp("ci-run")
+    configfile = absolute_config(work)
+    run_snakemake(work, configfile, "--cores", "2")
+    run_snakemake(work, configfile, "--report", str(work / "results" / "report.html"))
+    return work, yaml.safe_load(configfile.read_text())
+
+
+def grid_points(config):
+    for dataset in config["datasets"]:
+        for method, spec in config["methods"].items():
+            for threads in spec.get("threads") or config["grid"]["threads"]:
+                for seed in config["grid"]["seeds"]:
+                    yield dataset, method, threads, seed
+
+
+def test_one_finished_curve_per_grid_point(ci_run):
+    work, config = ci_run
+    points = list(grid_points(config))
+    curves = sorted((work / "results" / "curves").glob("*/*.csv"))
+    assert len(curves) == len(points)
+    for dataset, method, threads, seed in points:
+        stem = work / "results" / "curves" / dataset / f"{method}-cpu-t{threads}-s{seed}"
+        sidecar = json.loads(stem.with_suffix(".json").read_text())
+        assert sidecar["status"] in ("done", "timeout"), sidecar
+        curve = pd.read_csv(stem.with_suffix(".csv"))
+        assert curve["eval_set"].iloc[-1] == "full"
+        assert (np.diff(curve["iteration"]) >= 0).all()
+        assert (np.diff(curve["train_seconds"]) >= 0).all()
+
+
+def test_summary_has_one_row_per_run_and_accuracy_above_chance(ci_run):
+    work, config = ci_run
+    summary = pd.read_csv(work / "results" / "summary.csv")
+    assert len(summary) == len(list(grid_points(config)))
+    assert set(summary["status"]) <= {"done", "timeout"}
+    assert (summary["peak_rss_mb"] > 0).all()
+    assert (summary["seconds_per_epoch"] > 0).all()
+    assert summary["target_p_at_1"].notna().all()
+    for dataset in config["datasets"]:
+        test = load_npz(work / "data" / "prepared" / dataset / "test.npz")
+        labels_per_point = np.diff(test.y_indptr).mean()
+        chance = labels_per_point / test.n_labels  # P@1 of a uniformly random guess
+        best = summary.loc[summary["dataset"] == dataset, "best_p_at_1"].max()
+        assert best > 3 * chance, (dataset, best, chance)
+    # the reference method reaches its own target by construction
+    ref = summary[summary["method"] == config["target"]["reference"]]
+    assert ref.groupby("dataset")["time_to_target_s"].min().notna().all()
+
+
+def test_local_text_dataset_is_prepared_and_trained_without_code_changes(ci_run):
+    work, config = ci_run
+    stats = json.loads((work / "data" / "prepared" / "tiny-text" / "stats.json").read_text())
+    assert (stats["train"]["points"], stats["train"]["features"], stats["train"]["labels"]) == (
+        800, 1000, 200)
+    assert stats["test"]["points"] == 200
+    summary = pd.read_csv(work / "results" / "summary.csv")
+    assert (summary["dataset"] == "tiny-text").sum() == sum(
+        1 for p in grid_points(config) if p[0] == "tiny-text")
+
+
+def test_figures_and_report_exist(ci_run):
+    work, config = ci_run
+    for dataset in config["datasets"]:
+        for figure in FIGURES:
+            png = work / "results" / "plots" / dataset / f"{figure}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (png.with_suffix(".svg")).read_text().lstrip().startswith("<?xml")
+    report = (work / "results" / "report.html").read_text(errors="replace")
+    for figure in FIGURES:
+        assert f"{figure}.png" in report
+    assert "summary.csv" in report and "environment.json" in report
+
+
+def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+    def one_slow_run(config):
+        config["datasets"] = {"tiny": config["datasets"]["tiny"]}
+        config["methods"] = {"slide": config["methods"]["slide"]}
+        config["methods"]["slide"]["set"]["run.checkpoint_every_s"] = 0.5
+        config["grid"].update(threads=[1], seeds=[0])
+        config["budget"].update(epochs=3, time_budget=None, eval_every=4)
+        config["target"] = {"p_at_1": 0.01}
+
+    configfile = absolute_config(tmp_path, one_slow_run)
+    curve = tmp_path / "results" / "curves" / "tiny" / "slide-cpu-t1-s0.csv"
+    work = tmp_path / "results" / "checkpoints" / "tiny" / "slide-cpu-t1-s0"
+    proc = subprocess.Popen(
+        snakemake_argv(tmp_path, configfile, "--cores", "1", str(curve.relative_to(tmp_path))),
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while not list(work.glob("*.ckpt*")):
+            assert proc.poll() is None, "the job ended before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 10 minutes"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        partial = pd.read_csv(work / "curve.csv")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a hard kill: snakemake and the engine at once
+        proc.wait()
+    assert not curve.exists()
+    assert list(work.glob("*.ckpt*")), "the checkpoint must survive the kill"
+
+    run_snakemake(tmp_path, configfile, "--unlock")
+    run_snakemake(tmp_path, configfile, "--cores", "1", "--rerun-incomplete",
+                  str(curve.relative_to(tmp_path)))
+    sidecar = json.loads(curve.with_suffix(".json").read_text())
+    assert sidecar["status"] == "done" and sidecar["resumed"] is True
+    final = pd.read_csv(curve)
+    assert final["iteration"].iloc[0] == 0 and (np.diff(final["iteration"]) > 0).all()
+    assert final["iteration"].iloc[-2] > partial["iteration"].max()
