@@ -20,6 +20,8 @@ from .families import (
 from .rng import hash3
 
 _EMPTY = -1
+_ABSENT = np.iinfo(np.int32).min
+_NO_BEST = np.iinfo(np.int64).min
 _MAX_PROBES = 64
 _LOW31 = np.uint64(0x7FFFFFFF)
 _S33 = np.uint64(33)
@@ -57,22 +59,27 @@ def _simhash_dense(hf, x, acc, codes):
 
 
 @njit(cache=True, inline="always")
-def _wta_key(bits, p, m, code_bits, skip_zero):
-    # Branch-free argmax: an order-preserving integer key of the float32 bit pattern, shifted
-    # left with (m-1-p) in the low bits, so the max key is the largest value at the lowest
-    # position. Zeros get key -1 under ``skip_zero`` (DWTA: zero = absent). Branchy compares cost
-    # about 3x more here (unpredictable).
+def _key32(bits, skip_zero):
+    # Order-preserving int32 key of a float32 bit pattern; a zero under ``skip_zero`` (DWTA:
+    # zero = absent) gets _ABSENT, below every float's key (only NaN patterns map there).
     b = np.int64(bits)
-    k = b ^ ((b >> 31) & 0x7FFFFFFF)
-    k = ((k + 2147483648) << code_bits) | (m - 1 - p)
     if skip_zero and (b & 0x7FFFFFFF) == 0:
-        k = -1
-    return k
+        return _ABSENT
+    return np.int32(b ^ ((b >> 31) & 0x7FFFFFFF))
 
 
 @njit(cache=True, inline="always")
-def _key_code(best, m, code_bits):
-    return _EMPTY if best < 0 else m - 1 - (best & ((1 << code_bits) - 1))
+def _bin_best(best, key, p, m, code_bits):
+    # Branch-free argmax: the key shifted left with (m-1-p) in the low bits, so the max is the
+    # largest value at the lowest position. Branchy float compares cost ~3x more here.
+    return max(best, (np.int64(key) << code_bits) | (m - 1 - p))
+
+
+@njit(cache=True, inline="always")
+def _best_code(best, m, code_bits):
+    if (best >> code_bits) == _ABSENT:
+        return _EMPTY
+    return m - 1 - (best & ((1 << code_bits) - 1))
 
 
 @njit(cache=True)
@@ -83,24 +90,27 @@ def _wta_slots(hf, slot_val, codes, skip_zero):
     nb = hf.code_bits
     vi = slot_val.view(np.int32)
     for f in range(hf.k * hf.l):
-        best = np.int64(-1)
+        best = _NO_BEST
         for p in range(m):
-            best = max(best, _wta_key(vi[f * m + p], p, m, nb, skip_zero))
-        codes[f] = _key_code(best, m, nb)
+            best = _bin_best(best, _key32(vi[f * m + p], skip_zero), p, m, nb)
+        codes[f] = _best_code(best, m, nb)
 
 
 @njit(cache=True)
-def _wta_dense(hf, x, codes, skip_zero):
-    # As _wta_slots, reading the bins straight from x.
+def _wta_dense(hf, x, keybuf, codes, skip_zero):
+    # As _wta_slots, keying each coordinate of x once (into keybuf) instead of once per bin.
     bins = hf.bins
     m = hf.bin_size
     nb = hf.code_bits
     xi = x.view(np.int32)
+    keys = keybuf.view(np.int32)
+    for j in range(hf.dim):
+        keys[j] = _key32(xi[j], skip_zero)
     for f in range(hf.k * hf.l):
-        best = np.int64(-1)
+        best = _NO_BEST
         for p in range(m):
-            best = max(best, _wta_key(xi[bins[f, p]], p, m, nb, skip_zero))
-        codes[f] = _key_code(best, m, nb)
+            best = _bin_best(best, keys[bins[f, p]], p, m, nb)
+        codes[f] = _best_code(best, m, nb)
 
 
 @njit(cache=True)
@@ -277,7 +287,7 @@ def hash_codes_dense(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray,
     if fam == FAMILY_SIMHASH:
         _simhash_dense(hf, x, fbuf, codes)
     elif fam == FAMILY_WTA or fam == FAMILY_DWTA:
-        _wta_dense(hf, x, codes, fam == FAMILY_DWTA)
+        _wta_dense(hf, x, fbuf, codes, fam == FAMILY_DWTA)
         if fam == FAMILY_DWTA:
             densify(codes, hf.k * hf.l, hf.seed)
     else:
