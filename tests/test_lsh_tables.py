@@ -189,3 +189,30 @@ def test_memory_at_amazon_shape_is_far_below_the_reference():
     nbytes = tables_nbytes(tables)
     assert nbytes < 0.6e9
     assert nbytes < 50 * 2**18 * 128 * 4 / 10
+
+
+def test_reinsert_is_deterministic_across_thread_counts():
+    w, w2, rows = _moved_weights(3)
+    results = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        idx = LSHIndex(3000, 32, family="dwta", k=2, l=8, n_buckets=64, capacity=8,
+                       replacement="reservoir", seed=4, n_threads=threads)
+        idx.build(w)
+        idx.reinsert(w2, rows)
+        results.append(idx.tables)
+    for a, b in zip(*results, strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_redraw_equals_a_fresh_index_with_the_new_seed():
+    w, _, _ = _moved_weights(4)
+    idx = _index(seed=1)
+    idx.build(w)
+    before = idx.tables.bucket_of.copy()
+    idx.redraw(w, seed=2)
+    fresh = _index(seed=2)
+    fresh.build(w)
+    np.testing.assert_array_equal(idx.tables.bucket_of, fresh.tables.bucket_of)
+    np.testing.assert_array_equal(idx.tables.ids, fresh.tables.ids)
+    assert (idx.tables.bucket_of != before).mean() > 0.5
