@@ -22,7 +22,8 @@ What is measured, and how:
   batches, then ``--batches`` timed ``train_batch`` calls on the batches of
   :func:`slide_engine.harness.epoch_order` (the same rows, in the same order, for every method).
   Per batch it records wall time (``perf_counter``) and process CPU time (``process_time``, all
-  threads): on a shared machine the CPU time is the steadier number, the wall time the goal.
+  threads): on a shared machine the CPU time is the steadier number, the wall time the goal;
+  ``cpu_share`` (CPU seconds per wall second) shows how much of the machine the worker got.
 - ``ms_per_batch_median``/``p10``/``p90``/``mean`` summarise the timed batches. SLIDE's table
   rebuild (every ``rebuild_every`` batches) falls outside a short window, so the worker also
   times one rebuild explicitly (``rebuild_seconds``) and reports the amortised cost
@@ -111,11 +112,13 @@ CSV_COLUMNS: tuple[str, ...] = (
     "ms_per_batch_mean",
     "ms_per_batch_amortised",
     "cpu_ms_per_batch_median",
+    "cpu_share",
     "peak_rss_mb",
     "base_rss_mb",
     "model_rss_mb",
     "model_bytes_mb",
     "startup_seconds",
+    "startup_cpu_seconds",
     "warmup_seconds",
     "rebuild_seconds",
     "rebuild_every",
@@ -284,9 +287,11 @@ def _worker(args: argparse.Namespace) -> int:
     model, _ = _make_model(method, threads, args.seed, sets)
     result: dict[str, Any] = {"method": method, "threads": threads, "settings": sets}
 
-    t0 = time.perf_counter()
+    result.update(_provenance())  # at the start: the code this worker really ran
+    c0, t0 = time.process_time(), time.perf_counter()
     model.prepare(train)
     result["startup_seconds"] = time.perf_counter() - t0
+    result["startup_cpu_seconds"] = time.process_time() - c0
     batches = _batches(train.n_points, args.batch_size, args.seed)
     t0 = time.perf_counter()
     first = next(batches)
@@ -310,6 +315,9 @@ def _worker(args: argparse.Namespace) -> int:
     ms = 1e3 * np.asarray(wall)
     result.update(_pcts(ms))
     result["cpu_ms_per_batch_median"] = float(np.median(1e3 * np.asarray(cpu)))
+    # CPU seconds per wall second over the timed batches: ~threads on an idle machine, less
+    # when other processes take the cores (then wall times are inflated by the sharing)
+    result["cpu_share"] = float(np.sum(cpu) / np.sum(wall))
     result["timed_batches"] = len(wall)
     if method.startswith("slide"):
         result.update(_slide_extras(model, stats, len(wall)))
@@ -479,7 +487,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]],
                   bandwidth: float) -> None:
     print("\nmethod       thr  ms/batch med [p10, p90]        cpu ms  amortised  peak MB  "
-          "start-up s")
+          "start-up s (cpu s)  cpu share")
     for r in rows:
         if r.get("status") != "ok":
             print(f"{r['method']:12s} {r['threads']:>3}  {r.get('status')}")
@@ -487,7 +495,9 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
         print(f"{r['method']:12s} {r['threads']:>3}  {r['ms_per_batch_median']:9.1f} "
               f"[{r['ms_per_batch_p10']:8.1f}, {r['ms_per_batch_p90']:8.1f}]  "
               f"{r['cpu_ms_per_batch_median']:8.1f}  {r['ms_per_batch_amortised']:9.1f}  "
-              f"{r['peak_rss_mb']:7.0f}  {r['startup_seconds']:8.1f}")
+              f"{r['peak_rss_mb']:7.0f}  {r['startup_seconds']:8.1f} "
+              f"({r.get('startup_cpu_seconds', math.nan):6.1f})  "
+              f"{r.get('cpu_share', math.nan):6.2f}")
     slide_rows = [r for r in rows if r.get("status") == "ok" and "t_forward_ms" in r]
     if slide_rows:
         print("\nSLIDE profile, ms per timed batch (engine phase timers)")
@@ -564,7 +574,8 @@ def _parent(args: argparse.Namespace) -> int:
                 rows.append(row)
     prov = _provenance()
     for row in rows:
-        row.update(prov)
+        for key, value in prov.items():
+            row.setdefault(key, value)
         row.update(
             preset=args.preset, n_train=spec.n_train, n_features=spec.n_features,
             n_labels=spec.n_labels, batch_size=args.batch_size, warmup_batches=args.warmup,
