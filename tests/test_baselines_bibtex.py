@@ -1,8 +1,8 @@
 """The full-softmax baseline learns the real Bibtex data (split 1, shuffled) to published levels.
 
 Published XC methods reach P@1 ~0.63-0.65 on Bibtex. The paper's lr 1e-4 is too slow for 15
-epochs of 39 batches here (P@1 ~0.3), so this uses lr 1e-3, inside the paper's tuning range
-1e-5..1e-3. About 20 s on 2 cores.
+epochs of 39 batches here (P@1 0.37 after 15 epochs), so this uses lr 1e-3, inside the paper's
+tuning range 1e-5..1e-3 (P@1 0.60). About 20 s on 2 idle cores.
 """
 
 from __future__ import annotations
