@@ -6,6 +6,8 @@ to the metrics module's top-k of a NumPy dense forward.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from slide_engine.data import generate
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
 from slide_engine.harness import RunSettings, epoch_order
 from slide_engine.metrics import topk_from_scores
+from slide_engine.mongoose import MongooseConfig
 
 # union + random top-up (RNG), a rebuild every 4 and a redraw every 7 batches: everything that
 # carries state between batches is exercised within a dozen batches
@@ -41,6 +44,8 @@ def trained(train, n_batches: int, config: SlideConfig = CONFIG, threads: int = 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
+        if key.endswith(("t_sched", "t_fit", "reported")):  # MONGOOSE's wall-clock counters
+            continue
         assert np.array_equal(a[key], b[key]), key
 
 
@@ -51,18 +56,36 @@ def test_same_seed_one_thread_is_bit_identical(tiny):
     assert_same_state(net_a.state_dict(), net_b.state_dict())
 
 
-def test_resume_from_state_dict_continues_bit_identically(tiny):
+# MONGOOSE scheduler with a drift threshold that every check passes
+MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfig(
+    family="simhash", k=4, l=8, min_active=64, schedule="mongoose",
+    mongoose=MongooseConfig(check_every=3, threshold=1e-6))))
+
+
+@pytest.mark.parametrize("config", [CONFIG, MONGOOSE], ids=["reference", "mongoose"])
+def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
-    net, _ = trained(train, 6)
+    net, _ = trained(train, 6, config)
     state = net.state_dict()
     tail = batches(train.n_points, 8, start=6)  # spans rebuilds (8, 12) and a redraw (7)
     straight = [net.train_batch(rows) for rows in tail]
-    resumed = SlideNetwork(CONFIG, seed=5, threads=1)
+    assert net.stats()["rebuilds"] >= 2
+    resumed = SlideNetwork(config, seed=5, threads=1)
     resumed.prepare(train)
     resumed.load_state_dict(state)
     again = [resumed.train_batch(rows) for rows in tail]
     assert straight == again
     assert_same_state(net.state_dict(), resumed.state_dict())
+
+
+def test_mongoose_learned_hash_reports_its_checks_and_fits(tiny):
+    config = copy.deepcopy(MONGOOSE)
+    config.output.hash.mongoose.learn = True
+    config.output.hash.mongoose.fit_steps = 3
+    net, _ = trained(tiny[0], 7, config)
+    stats = net.stats()
+    assert stats["checks"] == 2.0 and stats["fits"] == 2.0 and stats["rebuilds"] == 2.0
+    assert stats["t_fit"] > 0.0
 
 
 def test_warmup_leaves_the_state_unchanged(tiny):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from slide_engine.mongoose.config import MongooseConfig
+
 
 @dataclass
 class HashConfig:
@@ -39,8 +41,9 @@ class HashConfig:
     #: threshold policy: keep neurons found in at least this many of the L probed buckets
     threshold: int = 2
     #: table maintenance: "reference" rebuilds every ``rebuild_every`` batches (the code);
-    #: "decay" rebuilds at the paper's geometrically growing intervals
-    schedule: Literal["reference", "decay"] = "reference"
+    #: "decay" rebuilds at the paper's geometrically growing intervals; "mongoose" rebuilds when
+    #: the weights drifted (MONGOOSE scheduler, optionally learned SimHash; not the first layer)
+    schedule: Literal["reference", "decay", "mongoose"] = "reference"
     #: reference schedule: re-hash every neuron into the tables every this many batches (code: 50)
     rebuild_every: int = 50
     #: both schedules: draw new hash functions every this many batches (code: 1000; 0 = never)
@@ -49,6 +52,8 @@ class HashConfig:
     decay_first: int = 50
     #: decay schedule: growth of the interval per rebuild (the paper leaves it open)
     decay_growth: float = 1.5
+    #: mongoose schedule: drift threshold, check interval, learnable hash (see MongooseConfig)
+    mongoose: MongooseConfig = field(default_factory=MongooseConfig)
 
 
 @dataclass

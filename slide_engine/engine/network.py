@@ -49,6 +49,7 @@ from slide_engine.metrics import precision_at_k
 __all__ = ["SlideNetwork"]
 
 _PHASES = ("hash", "forward", "backward", "update", "tables")
+_MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
 
 
 @contextmanager
@@ -145,7 +146,16 @@ class SlideNetwork:
         with _numba_threads(self.threads):
             for index, sampler in self._samplers.items():
                 sampler.build(self._neuron_rows(index))
+                if sampler.cfg.schedule == "mongoose":
+                    self._start_mongoose(index, sampler)
         self._reset_stats()
+
+    def _start_mongoose(self, index: int, sampler: LayerSampler) -> None:
+        if index == 0:
+            raise ConfigError("the mongoose schedule maintains neuron-major layers, not the first")
+        if sampler.cfg.mongoose.learn and index - 1 in self._samplers:
+            raise ConfigError("mongoose.learn needs the layer below the sampled layer to be dense")
+        sampler.start_mongoose(self.layers[index].w, self.layers[index].b)
 
     def _neuron_rows(self, index: int) -> np.ndarray:
         # each neuron's weight vector as a row (the first layer stores neurons as columns)
@@ -213,13 +223,24 @@ class SlideNetwork:
             self._update(k, step)
             timers["update"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for index, sampler in self._samplers.items():
-                self._rebuilds += sampler.maintain(step, lambda i=index: self._neuron_rows(i))
+            self._maintain(step, buf)
             timers["tables"] += time.perf_counter() - t0
         self._step = step
         self._count_work(train, rows, buf)
         n_labelled = int(np.count_nonzero(train.y_indptr[rows + 1] - train.y_indptr[rows]))
         return float(buf.loss.sum() / n_labelled) if n_labelled else 0.0
+
+    def _maintain(self, step: int, buf: BatchBuffers) -> None:
+        for index, sampler in self._samplers.items():
+            if sampler.mongoose is None:
+                self._rebuilds += sampler.maintain(step, lambda i=index: self._neuron_rows(i))
+                continue
+            layer = self.layers[index]
+            lazy = self.config.adam == "lazy"
+            inputs = buf.val[index - 1][:, : layer.n_in] if sampler.cfg.mongoose.learn else None
+            self._rebuilds += sampler.maintain_mongoose(
+                step, layer.w, layer.b, (buf.ids[index], buf.cnt[index]) if lazy else None, inputs
+            )
 
     def _select(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
                 buf: BatchBuffers, with_labels: bool) -> None:
@@ -414,7 +435,9 @@ class SlideNetwork:
             mean active neurons per sample (NaN for a dense layer); ``active_fraction``: the output
             one over the number of labels; ``mult_fraction``: forward multiply-adds over the
             dense network's; ``t_hash``, ``t_forward``, ``t_backward``, ``t_update``,
-            ``t_tables``: seconds per phase; ``rebuilds``: table rebuilds.
+            ``t_tables``: seconds per phase; ``rebuilds``: table rebuilds; with a ``mongoose``
+            schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``, ``t_fit`` (its
+            drift checks, re-insertions and learned-hash fits, included in ``t_tables``).
         """
         last = len(self.layers) - 1
         n = self._samples
@@ -429,6 +452,14 @@ class SlideNetwork:
         out["mult_fraction"] = self._macs / self._macs_dense if self._macs_dense else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})
         out["rebuilds"] = float(self._rebuilds)
+        policies = [s.mongoose for s in self._samplers.values() if s.mongoose is not None]
+        if policies:  # MONGOOSE layers: checks, re-insertions and learned-hash fits as well
+            extra = dict.fromkeys(_MONGOOSE_COLUMNS, 0.0)
+            for policy in policies:
+                delta = policy.stats()
+                for key in _MONGOOSE_COLUMNS:
+                    extra[key] += delta[key]
+            out.update(extra)
         self._reset_stats()
         return out
 

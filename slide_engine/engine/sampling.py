@@ -8,10 +8,11 @@ Selection contract used by the engine: a sample's true labels (output layer, tra
 the first entries of its active set, then the policy's neurons, without duplicates.
 
 Maintenance follows :class:`~slide_engine.lsh.ReferenceSchedule` (rebuild every
-``rebuild_every`` batches, redraw every ``redraw_every``: the reference code) or
-:class:`~slide_engine.lsh.DecayingSchedule` (the paper's geometrically growing intervals). A
-rebuild re-hashes every neuron with the current functions; it is deterministic for given weights
-and hash functions.
+``rebuild_every`` batches, redraw every ``redraw_every``: the reference code),
+:class:`~slide_engine.lsh.DecayingSchedule` (the paper's geometrically growing intervals) or a
+:class:`~slide_engine.mongoose.MongoosePolicy` (rebuild or re-insert when the weights' sketches
+drifted; optionally learned SimHash). A rebuild re-hashes every neuron with the current
+functions; it is deterministic for given weights and hash functions.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from slide_engine.lsh import (
     query_dense,
     query_sparse,
 )
+from slide_engine.mongoose import MongoosePolicy
 
 _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
 
@@ -160,10 +162,11 @@ class LayerSampler:
         budget = cfg.min_active if cfg.policy in _BUDGET_POLICIES else 0
         self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget)
         self.schedule = (
-            ReferenceSchedule(cfg.rebuild_every, cfg.redraw_every)
-            if cfg.schedule == "reference"
-            else DecayingSchedule(cfg.decay_first, cfg.decay_growth, cfg.redraw_every)
+            DecayingSchedule(cfg.decay_first, cfg.decay_growth, cfg.redraw_every)
+            if cfg.schedule == "decay"
+            else ReferenceSchedule(cfg.rebuild_every, cfg.redraw_every)
         )
+        self.mongoose: MongoosePolicy | None = None
         self.index = LSHIndex(n_neurons, dim, cfg.family, cfg.k, cfg.l, cfg.n_buckets,
                               cfg.bucket_capacity, cfg.replacement, self._draw_seed(),
                               packing=cfg.packing, bin_size=cfg.bin_size)
@@ -200,6 +203,42 @@ class LayerSampler:
         """Hash every neuron (``neuron_rows`` float32 (n_neurons, dim)) and rebuild the tables."""
         self.index.build(neuron_rows)
 
+    def start_mongoose(self, weights: np.ndarray, bias: np.ndarray) -> None:
+        """Hand maintenance to a MONGOOSE policy (schedule "mongoose"), after :meth:`build`.
+
+        ``weights`` float32 (n_neurons, dim) and ``bias`` (n_neurons,) are the layer's arrays.
+        """
+        self.mongoose = MongoosePolicy(self.cfg.mongoose, weights, bias, self.index,
+                                       seed=self.seed + self.layer_index)
+
+    def maintain_mongoose(self, step: int, weights: np.ndarray, bias: np.ndarray,
+                          touched: tuple[np.ndarray, np.ndarray] | None,
+                          inputs: np.ndarray | None) -> int:
+        """MONGOOSE maintenance after step ``step``; return the number of full rebuilds.
+
+        Parameters
+        ----------
+        step : int
+            The step just taken (1-based).
+        weights, bias : float32 (n_neurons, dim), (n_neurons,)
+            The layer after the update.
+        touched : tuple or None
+            ``(ids (B, cap), cnt (B,))``: the batch's active sets, the rows lazy Adam may have
+            changed; None when every row changed (dense Adam).
+        inputs : float32 (B, dim) or None
+            The layer's dense inputs (kept by the learnable hash).
+        """
+        policy = self.mongoose
+        if inputs is not None:
+            policy.observe(inputs)
+        if touched is None:
+            action = policy.after_batch(step, weights, bias, np.arange(weights.shape[0]),
+                                        self.index)
+        else:
+            action = policy.after_batch(step, weights, bias, touched[0], self.index,
+                                        counts=touched[1])
+        return int(action == "rebuild")
+
     def maintain(self, step: int, neuron_rows: Callable[[], np.ndarray]) -> int:
         """Run the maintenance due after step ``step``; return the number of rebuilds (0 or 1).
 
@@ -226,6 +265,8 @@ class LayerSampler:
         out = {prefix + "tables." + name: np.array(getattr(tables, name)) for name in _TABLE}
         out[prefix + "select_rng"] = self.scratch.rng.copy()
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
+        if self.mongoose is not None:
+            out.update(self.mongoose.state_dict(prefix + "mongoose."))
         return out
 
     def load(self, state: Mapping[str, np.ndarray], prefix: str,
@@ -251,6 +292,9 @@ class LayerSampler:
         self.scratch.rng[:n] = rng[:n]
         self.scratch.mark[...] = 0
         self.scratch.stamp[...] = 0
+        if self.mongoose is not None:
+            self.mongoose.load_state_dict(dict(state), prefix + "mongoose.")
+            self.mongoose.install(self.index)
 
 
 _TABLE = ("bucket_of", "start", "size", "seg_cap", "members", "ids", "tail", "rng")
