@@ -182,3 +182,13 @@ def test_policy_validation():
         make_policy("softmax")
     with pytest.raises(ValueError, match="threshold"):
         make_policy("threshold", threshold=0)
+
+
+def test_query_validates_inputs(setup):
+    index, _, queries = setup
+    with pytest.raises(ValueError, match="labels"):
+        index.query(queries[0], np.array([N], dtype=np.int32))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        index.query((np.array([3, 1], np.int32), np.ones(2, np.float32)))
+    with pytest.raises(ValueError, match="shape"):
+        index.query(np.ones(D + 1, np.float32))

@@ -149,6 +149,8 @@ class LSHIndex:
         """
         policy = make_policy() if policy is None else policy
         labels = np.zeros(0, np.int32) if labels is None else np.asarray(labels, np.int32)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.n_neurons):
+            raise ValueError("labels must be neuron ids in [0, n_neurons)")
         if weights is None:
             weights = np.zeros((0, self.dim), dtype=np.float32)
         scratch = self.make_scratch(1) if scratch is None else scratch
@@ -157,6 +159,10 @@ class LSHIndex:
         if isinstance(x, tuple):
             idx = np.ascontiguousarray(x[0], dtype=np.int32)
             val = np.ascontiguousarray(x[1], dtype=np.float32)
+            if idx.shape != val.shape or idx.ndim != 1 or (idx.size and (
+                    idx[0] < 0 or idx[-1] >= self.dim or (np.diff(idx) <= 0).any())):
+                raise ValueError("sparse x needs 1-D indices, strictly increasing in [0, dim), "
+                                 "and values of the same shape")
             n = query_sparse(hf, tb, policy, idx, val, labels, weights, scratch, 0, out)
         else:
             x = np.ascontiguousarray(x, dtype=np.float32)
