@@ -9,6 +9,7 @@ machine makes wall time noisy.
 
 import argparse
 import json
+import os
 import time
 
 import numba
@@ -34,8 +35,10 @@ def _clock() -> tuple[float, float]:
 
 
 def _since(start: tuple[float, float]) -> dict[str, float]:
+    # The 1-minute load average flags runs that shared the CPUs with other work.
     wall, cpu = _clock()
-    return {"wall_s": round(wall - start[0], 4), "cpu_s": round(cpu - start[1], 4)}
+    return {"wall_s": round(wall - start[0], 4), "cpu_s": round(cpu - start[1], 4),
+            "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
 def measure(n: int, d: int, family: str, k: int, l: int, n_buckets: int,  # noqa: E741
@@ -89,7 +92,7 @@ def measure(n: int, d: int, family: str, k: int, l: int, n_buckets: int,  # noqa
         records.append({**base, "what": "hash_and_union_per_batch", "threads": t,
                         "batch": batch, "wall_ms": round(1e3 * timing["wall_s"] / n_batches, 3),
                         "cpu_us_per_sample": round(1e6 * timing["cpu_s"] / n_batches / batch, 2),
-                        "active_mean": float(cnt.mean())})
+                        "active_mean": float(cnt.mean()), "loadavg_1m": timing["loadavg_1m"]})
     records.append({**base, "what": "table_memory", "bytes": index.nbytes,
                     "reference_bytes": l * n_buckets * capacity * 4})
     return records
