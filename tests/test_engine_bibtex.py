@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.data import shuffle
-from slide_engine.data.repo_zip import read_repo_zip
+from slide_engine.data import read_repo_zip, shuffle
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
 from slide_engine.harness import epoch_order
 
