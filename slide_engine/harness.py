@@ -29,7 +29,7 @@ import numpy as np
 
 from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from slide_engine.data.xcdata import XCData
-from slide_engine.errors import SuiteError
+from slide_engine.errors import ConfigError, SuiteError
 from slide_engine.metrics import precision_at_k
 from slide_engine.runlog import CurveLog, provenance, read_sidecar, write_sidecar
 
@@ -160,6 +160,17 @@ def _check_writable(folder: Path) -> None:
         ) from err
 
 
+def _check_datasets(train: XCData, test: XCData) -> None:
+    if train.n_points == 0 or test.n_points == 0:
+        which = "training" if train.n_points == 0 else "test"
+        raise ConfigError(f"the {which} set has no points: check the dataset files")
+    if (test.n_features, test.n_labels) != (train.n_features, train.n_labels):
+        raise ConfigError(
+            f"train has {train.n_features} features / {train.n_labels} labels but test has "
+            f"{test.n_features} / {test.n_labels}: they must come from the same dataset"
+        )
+
+
 class _Loop:
     """Mutable position of a run; what a checkpoint stores besides the model state."""
 
@@ -225,6 +236,7 @@ def run(
     RunResult
         Status, reason, iterations and training seconds.
     """
+    _check_datasets(train, test)
     out_csv = Path(out_csv)
     sidecar = out_csv.with_suffix(".json")
     ckpt = Path(checkpoint_path) if checkpoint_path else out_csv.with_suffix(".ckpt.npz")
