@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 import types
 import typing
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# exponent floats without a dot or without an exponent sign ("1e-3", "1.0e5"), which PyYAML
+# (YAML 1.1) reads as strings
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +100,10 @@ def load_config(config_file: str | None, sets: Sequence[str]) -> dict[str, Any]:
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(err, "problem", None) or "syntax error"
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from err
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"config file {path} must hold a mapping, not {type(loaded).__name__}"
@@ -158,6 +166,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # "1e-3": a float in YAML 1.2 but a string to PyYAML (YAML 1.1)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -225,6 +235,14 @@ def run_settings(args: argparse.Namespace, config: Mapping[str, Any]) -> RunSett
     for name in ("batch_size", "epochs", "eval_every", "threads"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"run.{name} must be >= 1, got {getattr(settings, name)}")
+    if settings.max_iterations is not None and settings.max_iterations < 1:
+        raise ConfigError(f"run.max_iterations must be >= 1, got {settings.max_iterations}")
+    if settings.time_budget_s is not None and not settings.time_budget_s > 0:
+        raise ConfigError(f"run.time_budget_s must be > 0 seconds, got {settings.time_budget_s}")
+    if not settings.checkpoint_every_s >= 0:
+        raise ConfigError(
+            f"run.checkpoint_every_s must be >= 0 seconds, got {settings.checkpoint_every_s}"
+        )
     return settings
 
 
