@@ -12,7 +12,7 @@ from _engine_reference import adam_first_step, labels_of, reference_step
 
 from slide_engine.data import XCData
 from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork
-from slide_engine.engine.adam import adam_rows_serial
+from slide_engine.engine.adam import adam_rows_serial, bias_correction
 from slide_engine.engine.kernels import softmax_loss_serial
 
 RTOL = 1e-5
@@ -188,7 +188,7 @@ def test_lazy_adam_corrects_each_row_by_its_own_step_count():
         stamp[(g != 0).any(axis=1)] = step
         history.append(g.copy())
         adam_rows_serial(w, g, m, v, empty, empty, empty, empty, row_step, stamp, step, True,
-                         LR, B1, B2, EPS)
+                         LR, B1, B2, EPS, bias_correction(B1, B2, 11))
         assert not g.any(), "the accumulator of every updated row is zeroed"
     assert list(row_step) == [10, 10, 1, 1, 1, 1]
     w0 = w.copy()  # rows 2..: exactly one fresh Adam step (bias-corrected as step 1)

@@ -7,13 +7,13 @@ touched at global step 1000 is corrected as step 1, as a fresh Adam would). In d
 counters advance together and equal the global step, which is the reference C++ behaviour.
 
 The update uses the bias-corrected step size of the reference code and TensorFlow,
-``lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)``; ``w -= lr_t * m / (sqrt(v) + eps)``.
+``lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)``; ``w -= lr_t * m / (sqrt(v) + eps)``. The
+factors ``sqrt(1 - beta2^t) / (1 - beta1^t)`` come from a table indexed by ``t``
+(:func:`bias_correction`), not two powers per row.
 The gradient accumulator of an updated row is zeroed for the next batch.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
@@ -23,7 +23,7 @@ _BLOCKS = 256  # row blocks of the parallel update (touched rows are spread even
 
 @njit(cache=True, fastmath=True)
 def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1,
-                beta2, eps):
+                beta2, eps, corr):
     # rows lo..hi-1 in one call: a call per row would pass (and reference-count) ten arrays for
     # each of the ~10^6 rows, costing more than skipping an untouched row
     b1 = np.float32(beta1)  # float32 constants keep the element loop in float32 (vectorised)
@@ -37,7 +37,7 @@ def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, laz
             continue
         t = row_step[r] + 1
         row_step[r] = t
-        lr_t = np.float32(lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t))
+        lr_t = np.float32(lr * corr[t])
         wr = w[r]
         gr = g[r]
         mr = m[r]
@@ -62,7 +62,7 @@ def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, laz
 
 @njit(cache=True)
 def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
-                     eps):
+                     eps, corr):
     """One Adam step over the rows of a weight matrix.
 
     Parameters
@@ -82,17 +82,34 @@ def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, 
         Update only rows with ``stamp == step_no`` (lazy) or every row (dense).
     lr, beta1, beta2, eps : float
         Adam hyperparameters.
+    corr : float64 (> max row step,)
+        ``corr[t] = sqrt(1 - beta2^t) / (1 - beta1^t)`` (see :func:`bias_correction`).
     """
     _adam_block(0, w.shape[0], w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr,
-                beta1, beta2, eps)
+                beta1, beta2, eps, corr)
 
 
 @njit(cache=True, parallel=True)
 def adam_rows_parallel(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
-                       eps):
+                       eps, corr):
     """Parallel twin of :func:`adam_rows_serial` (blocks of rows per worker: no race)."""
     n_rows = w.shape[0]
     n_blocks = min(n_rows, _BLOCKS)
     for c in prange(n_blocks):
         _adam_block(c * n_rows // n_blocks, (c + 1) * n_rows // n_blocks, w, g, m, v, b, gb, mb,
-                    vb, row_step, stamp, step_no, lazy, lr, beta1, beta2, eps)
+                    vb, row_step, stamp, step_no, lazy, lr, beta1, beta2, eps, corr)
+
+
+def bias_correction(beta1: float, beta2: float, n_steps: int) -> np.ndarray:
+    """Adam's bias-correction factors for steps ``0 .. n_steps - 1``.
+
+    Returns
+    -------
+    float64 (n_steps,)
+        ``sqrt(1 - beta2^t) / (1 - beta1^t)`` at index ``t`` (index 0 unused, set to 0).
+    """
+    t = np.arange(n_steps, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    corr[0] = 0.0
+    return corr

@@ -109,8 +109,8 @@ class SlideConfig:
     eval_chunk_mb: int = 256
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.init_std <= 0 or self.eps <= 0:
-            raise ValueError("lr, init_std and eps must be positive")
+        if not all(0 < v < float("inf") for v in (self.lr, self.init_std, self.eps)):
+            raise ValueError("lr, init_std and eps must be positive (and finite)")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.eval_chunk_mb < 1:

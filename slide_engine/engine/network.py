@@ -35,6 +35,7 @@ import numpy as np
 from slide_engine.checkpoint import load_checkpoint, save_checkpoint
 from slide_engine.cli import from_dict
 from slide_engine.data import XCData
+from slide_engine.engine.adam import bias_correction
 from slide_engine.engine.buffers import BatchBuffers
 from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.inference import topk_dense, topk_sparse
@@ -100,6 +101,7 @@ class SlideNetwork:
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
         self._step = 0
+        self._corr = np.zeros(0)
         self._reset_stats()
 
     # ------------------------------------------------------------------ set-up
@@ -292,7 +294,9 @@ class SlideNetwork:
 
     def _update(self, k: KernelSet, step: int) -> None:
         cfg = self.config
-        hyper = (cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps)
+        if self._corr.shape[0] <= step:  # grows geometrically: rare, and outside the row loops
+            self._corr = bias_correction(cfg.beta1, cfg.beta2, 2 * step + 1024)
+        hyper = (cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr)
         for layer in self.layers:
             k.adam_rows(layer.w, layer.g, layer.m, layer.v, *layer.bias_rows(), layer.row_step,
                         layer.stamp, step, *hyper)
