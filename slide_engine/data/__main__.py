@@ -60,10 +60,11 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m slide_engine.data``."""
     parser = argparse.ArgumentParser(prog="python -m slide_engine.data", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="write a synthetic dataset (txt + npz)")
+    gen = sub.add_parser("generate", parents=[common], help="write a synthetic dataset")
     gen.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output folder")
@@ -72,12 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.set_defaults(func=_cmd_generate)
 
-    st = sub.add_parser("stats", help="print statistics of dataset files side by side")
+    st = sub.add_parser("stats", parents=[common], help="print dataset statistics side by side")
     st.add_argument("files", nargs="+", help=".txt, .npz, or a repository .zip")
     st.add_argument("--split", type=int, default=1, help="split column for .zip files")
     st.set_defaults(func=_cmd_stats)
 
-    pr = sub.add_parser("prepare", help="verify/download a real dataset and cache it shuffled")
+    pr = sub.add_parser("prepare", parents=[common], help="get, verify, shuffle, cache a dataset")
     pr.add_argument("name")
     pr.add_argument("--archive", default=None, help="use this local archive")
     pr.add_argument("--root", default="data")

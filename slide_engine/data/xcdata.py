@@ -12,7 +12,7 @@ from slide_engine.errors import DataFormatError
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous; compare fields explicitly
 class XCData:
     """A multi-label dataset in two CSR matrices sharing the row index.
 
