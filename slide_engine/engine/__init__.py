@@ -1,4 +1,55 @@
-"""The SLIDE engine: LSH-sampled sparse training of wide softmax networks, in Numba."""
+"""The SLIDE engine: LSH-sampled sparse training of wide softmax networks, in Numba.
+
+API::
+
+    net = SlideNetwork(SlideConfig(...), seed=0, threads=2)       # a harness Trainable
+    net.prepare(train); net.warmup(rows); loss = net.train_batch(rows)
+    net.predict_topk(data, k)        # dense forward over every label, chunked (the paper's P@k)
+    net.predict_topk_lsh(data, k)    # hashing at inference (harness column p_at_1_lsh)
+    net.stats()                      # active_mean, active_fraction, mult_fraction, t_<phase>, ...
+    net.state_dict() / net.load_state_dict(state) / net.is_finite()
+    net.fit(train, test, out_csv, settings)   # slide_engine.harness.run
+    net.evaluate(data, ks) / net.save(path) / SlideNetwork.load(path)
+
+    SlideConfig(hidden=[LayerConfig(units=128, sampled=False, hash=HashConfig())],
+                output=OutputConfig(sampled=True, hash=HashConfig()),
+                init="normal", init_std=0.01, lr=1e-4, beta1=0.9, beta2=0.999, eps=1e-8,
+                adam="lazy", eval_chunk_mb=256)
+    HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
+               replacement="fifo", packing="concat", bin_size=8, policy="union",
+               min_active=1000, threshold=2, schedule="reference", rebuild_every=50,
+               redraw_every=1000, decay_first=50, decay_growth=1.5, mongoose=MongooseConfig())
+
+Design decisions (see the modules for detail):
+
+- Layout: first layer input-major ``[D, H]`` (a sparse input reads only its feature rows), other
+  layers neuron-major ``[n_out, n_in]``; all state is flat float32/int64 arrays
+  (:mod:`~slide_engine.engine.params`); per-batch activations are preallocated
+  (:mod:`~slide_engine.engine.buffers`); kernels never allocate per sample.
+- Kernels (:mod:`~slide_engine.engine.kernels`): each per-sample body is written once and
+  compiled serial (one thread: bit-deterministic) and parallel (``prange``, HOGWILD: gradient rows
+  are added to without locks; structures are never shared for writing). A dense layer fed by a
+  dense layer, and the first layer's bias, are reduced without races instead, since every sample
+  touches them.
+- Loss: softmax cross-entropy against ``1/|labels|`` on each label, normalised over each sample's
+  active output neurons (labels always active in training). A sample without labels contributes
+  no loss and no gradient; the batch loss is the mean over labelled samples.
+- Adam (:mod:`~slide_engine.engine.adam`): ``lazy`` (default) updates only the rows that received
+  gradient, each bias-corrected by its own step counter, so the update costs O(active rows) as the
+  paper describes; ``dense`` updates every row every batch like the reference C++ (103M
+  parameters per batch at Amazon-670K shape). Lazy differs from dense only in that the moments of
+  an untouched row are neither decayed nor applied (as TensorFlow's LazyAdam).
+- Hashing (:mod:`~slide_engine.engine.sampling` over :mod:`slide_engine.lsh`): the generic
+  default is the paper's Delicious setting, SimHash K=9, L=50 (works on any dense input without
+  tuning; 512 buckets are addressable); the Amazon setting is ``family=dwta, k=6, l=50,
+  n_buckets=262144``. ``union`` tops up to ``min_active`` (1,000) random neurons.
+- Evaluation: a dense forward over every neuron of every layer, a BLAS product per chunk of
+  points bounded by ``eval_chunk_mb``, then a parallel one-pass top-k (ties: lower id first).
+- Checkpoints: weights, moments, per-row step counters, hash tables (stored, because the tables
+  were built from older weights), RNG streams and the schedule position; hash functions are
+  redrawn from the seed and the number of redraws. A resumed run at one thread continues
+  bit-identically.
+"""
 
 from slide_engine.engine.config import HashConfig, LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.network import SlideNetwork
