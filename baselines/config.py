@@ -61,8 +61,8 @@ class BaselineConfig:
             raise ValueError(f"sample_fraction={self.sample_fraction} must be in (0, 1]")
         if self.num_sampled < 0:
             raise ValueError(f"num_sampled={self.num_sampled} must be >= 0")
-        if not (self.lr > 0 and self.init_std > 0 and self.eps > 0):
-            raise ValueError("lr, init_std and eps must be positive")
+        if not all(0 < v < float("inf") for v in (self.lr, self.init_std, self.eps)):
+            raise ValueError("lr, init_std and eps must be positive (and finite)")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.label_feeding == "dense-float64" and self.model != "full":
