@@ -17,7 +17,6 @@ from slide_engine.engine import SlideConfig, SlideNetwork
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunSettings, run
 from slide_engine.mongoose.config import VARIANTS, MongooseConfig
-from slide_engine.mongoose.network import MongooseNetwork
 
 METHODS = ("slide", *VARIANTS)
 
@@ -30,23 +29,28 @@ def make_model(
     Parameters
     ----------
     method : {"slide", "slide-mongoose-scheduler", "slide-mongoose"}
-        Fixed schedule (the engine's ``schedule``), scheduler only, or scheduler + learned hash.
+        Fixed schedule (the configured ``output.hash.schedule``), or the engine's ``mongoose``
+        schedule on the output layer without / with the learnable hash.
     config : SlideConfig
         Engine settings shared by all methods.
     mongoose : MongooseConfig
-        Scheduler settings (``learn`` is set from ``method``).
+        Scheduler settings of the two MONGOOSE methods (``learn`` is set from ``method``).
     seed, threads : int
 
     Returns
     -------
     SlideNetwork
+        With ``method`` as its curve name.
     """
-    if method == "slide":
-        return SlideNetwork(config, seed=seed, threads=threads)
-    if method not in VARIANTS:
+    if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {METHODS}")
-    learn = method == "slide-mongoose"
-    return MongooseNetwork(config, replace(mongoose, learn=learn), seed=seed, threads=threads)
+    if method != "slide":
+        settings = replace(mongoose, learn=method == "slide-mongoose")
+        hashing = replace(config.output.hash, schedule="mongoose", mongoose=settings)
+        config = replace(config, output=replace(config.output, hash=hashing))
+    model = SlideNetwork(config, seed=seed, threads=threads)
+    model.method = method
+    return model
 
 
 def summarize(method: str, curve: list[dict[str, object]], train_seconds: float) -> dict:
@@ -116,7 +120,7 @@ def compare(
     rows = []
     for method in methods:
         model = make_model(method, config, mongoose, settings.seed, settings.threads)
-        record = {"engine": asdict(config), "mongoose": asdict(mongoose), "method": method}
+        record = {**asdict(model.config), "method": method}
         result = run(model, train, test, settings, out_dir / f"{method}.csv", record)
         rows.append(summarize(method, result.curve, result.train_seconds))
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
