@@ -56,6 +56,23 @@ class TFSoftmaxTrainable:
     seed : int
         Seeds the initial weights and the sampler stream (the harness seeds the batch order).
 
+    Attributes
+    ----------
+    method : str
+        "tf-full" or "tf-sampled" (curve rows).
+    device : str
+        "cpu" or "gpu": the device the ops are pinned to.
+    net : Network
+        The variables (after ``prepare``).
+    opt : Adam
+        The optimiser and its slots (after ``prepare``).
+    loss_fn : callable
+        ``loss_fn(*batch_inputs(rows)) -> scalar`` mean loss over the labelled points.
+    input_signature : list of tf.TensorSpec
+        What ``loss_fn`` and ``step`` take; dynamic sizes, so one trace serves every batch.
+    step : tf.function
+        One compiled training step (forward, gradient, Adam) returning the loss.
+
     Raises
     ------
     slide_engine.errors.GPUUnavailableError
@@ -103,7 +120,7 @@ class TFSoftmaxTrainable:
             self.loss_fn, self.input_signature = self._dense_target_loss, _FEATURES + _DENSE_TARGET
         else:
             self.loss_fn, self.input_signature = self._sparse_label_loss, _FEATURES + _LABELS
-        self._step = tf.function(self._train_step, input_signature=self.input_signature)
+        self.step = tf.function(self._train_step, input_signature=self.input_signature)
         self._topk = tf.function(
             self._topk_fn,
             input_signature=[
@@ -128,7 +145,7 @@ class TFSoftmaxTrainable:
         inputs = self.batch_inputs(rows)
         ready = time.perf_counter()
         with tf.device(self._tf_device):
-            loss = float(self._step(*inputs))  # float() waits for the step to finish
+            loss = float(self.step(*inputs))  # float() waits for the step to finish
         self._t_host += ready - start
         self._t_step += time.perf_counter() - ready
         return loss

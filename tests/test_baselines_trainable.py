@@ -107,6 +107,7 @@ def test_warmup_keeps_state_and_resume_continues_the_run(tiny, settings):
         np.testing.assert_allclose(other[key], final[key], rtol=1e-5, atol=1e-8, err_msg=key)
     stats = model.stats()
     assert stats["t_host"] < stats["t_step"]
+    assert model.step.experimental_get_tracing_count() == 1  # varying nnz and K: one trace
 
 
 def test_dense_float64_feed_takes_the_same_steps_as_sparse_labels(tiny):
