@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # unwritable output folder, disk full: the user's to fix
+        if args.debug:
+            raise
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
     return 0
 
 
