@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from slide_engine.data import load_npz, prepare, read_repo_zip, shuffle, write_xc_text
-from slide_engine.data.archive import safe_extract
+from slide_engine.data.archive import detect_layout, safe_extract
 from slide_engine.data.download import archive_path, fetch_archive, verify_archive
 from slide_engine.data.registry import TRAIN_TEST, DriveFile, get_entry
 from slide_engine.data.synthetic import generate
@@ -205,3 +205,17 @@ def test_train_test_archive_is_extracted_read_and_shuffled(
     assert not (root / "raw" / "tiny-bow" / "extracted").exists()
     with pytest.raises(Exception, match="one fixed train/test split"):
         prepare("tiny-bow", root=root, archive=archive, split=2)
+
+
+def test_layout_detection_prefers_exact_names_and_skips_resource_forks() -> None:
+    names = [
+        "__MACOSX/Amazon670K.bow/._train.txt",
+        "Amazon670K.bow/filter_labels_train.txt",
+        "Amazon670K.bow/train.txt",
+        "Amazon670K.bow/test.txt",
+    ]
+    layout = detect_layout(names, Path("Amazon670K.bow.zip"))
+    assert layout.kind == TRAIN_TEST
+    assert layout.members == ("Amazon670K.bow/train.txt", "Amazon670K.bow/test.txt")
+    prefixed = detect_layout(["E/eurlex_train.txt", "E/eurlex_test.txt"], Path("Eurlex.zip"))
+    assert prefixed.members == ("E/eurlex_train.txt", "E/eurlex_test.txt")

@@ -22,8 +22,15 @@ TRAIN_SUFFIX = "_trsplit.txt"
 TEST_SUFFIX = "_tstsplit.txt"
 
 
+def _is_resource_fork(name: str) -> bool:
+    return name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._")
+
+
 def find_member(names: list[str], suffix: str, archive: str | Path) -> str:
     """Return the one member of ``names`` whose basename ends with ``suffix`` (any case).
+
+    A member named exactly ``suffix`` (without a leading underscore) wins over longer names;
+    macOS resource forks (``__MACOSX/``, ``._*``) are ignored.
 
     Raises
     ------
@@ -31,6 +38,8 @@ def find_member(names: list[str], suffix: str, archive: str | Path) -> str:
         When none or several members match.
     """
     hits = [n for n in names if PurePosixPath(n).name.lower().endswith(suffix)]
+    exact = [n for n in hits if PurePosixPath(n).name.lower() == suffix.lstrip("_")]
+    hits = exact or [n for n in hits if not _is_resource_fork(n)]
     if len(hits) != 1:
         found = "none" if not hits else ", ".join(hits)
         raise DataFormatError(
