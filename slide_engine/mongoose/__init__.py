@@ -4,14 +4,15 @@ and learnable SimHash functions.
 API::
 
     MongooseConfig(sketch_bits=16, threshold=0.3, check_every=50, mode="rebuild"|"reinsert",
-                   learn=False, query_buffer=256, pos_frac=0.001, pos_min_k=5, fit_steps=50,
+                   learn=False, query_buffer=256, pos_frac=0.001, pos_min_k=5, fit_steps=10,
                    fit_batch=512, fit_lr=0.01, binarize=False)
     mongoose_overrides("slide-mongoose-scheduler" | "slide-mongoose", layer="output")
         -> {"output.hash.schedule": "mongoose", "output.hash.mongoose.learn": ...}
 
     policy = MongoosePolicy(config, W (n, d) f32, b (n,) f32, index: LSHIndex, seed)
     policy.observe(layer_inputs (B, d) f32)              # learn only: recent queries
-    policy.after_batch(iteration, W, b, touched_rows, index) -> "rebuild" | "reinsert" | None
+    policy.after_batch(iteration, W, b, touched, index, counts=None)
+        -> "rebuild" | "reinsert" | None      # touched: row ids, or (B, cap) active ids + counts
     policy.stats() -> {checks, rebuilds, reinserts, t_sched, fits, t_fit}  (since last call)
     policy.totals() -> the same, cumulative
     policy.state_dict(prefix) / load_state_dict(state, prefix) / install(index)

@@ -185,7 +185,7 @@ class FitSettings:
         Slope inside ``tanh`` (1 in the released code).
     """
 
-    steps: int = 50
+    steps: int = 10
     batch: int = 512
     lr: float = 0.01
     beta: float = 1.0
