@@ -1,4 +1,4 @@
-"""LSHIndex: owns the hash functions, tables and scratch of one layer; validates; does no math."""
+"""LSHIndex: owns the hash functions and tables of one layer; validates; does no math."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -152,7 +152,8 @@ def build_tables(tables: TableArrays) -> None:
     Parameters
     ----------
     tables : TableArrays
-        ``bucket_of`` (l, n) must hold each neuron's bucket; everything else is overwritten.
+        ``bucket_of`` (l, n) must hold each neuron's bucket, in ``[0, B)`` (not checked: the
+        kernels run without bounds checks); everything else is overwritten.
     """
     for t in prange(tables.ids.shape[0]):
         _build_table(tables, t)
@@ -241,8 +242,8 @@ def reinsert(tables: TableArrays, rows: np.ndarray, new_buckets: np.ndarray) -> 
     rows : numpy.ndarray
         int32 (m,), distinct neuron ids, processed in this order.
     new_buckets : numpy.ndarray
-        int32 (l, m): ``new_buckets[t, r]`` is the new bucket of ``rows[r]`` in table ``t``
-        (e.g. from :func:`~slide_engine.lsh.hashing.hash_rows`).
+        int32 (l, m): ``new_buckets[t, r]`` is the new bucket of ``rows[r]`` in table ``t``,
+        in ``[0, B)`` (e.g. from :func:`~slide_engine.lsh.hashing.hash_rows`; not checked).
     """
     # The body lives in its own function: inlined into the prange loop, numba's parfor pass
     # dropped the write to ``tables.bucket_of`` (numba 0.68).
