@@ -147,11 +147,16 @@ def sampled_softmax_loss(
         Per-point loss; 0 for points without labels.
     """
     mask = label_mask(labels, counts)
-    true_logits = (
-        tf.einsum("bd,bkd->bk", hidden, tf.gather(weights, labels))
-        + tf.gather(biases, labels)
-        - tf.gather(log_q, labels)
+    # Only valid slots are gathered, so padding never shows up as a touched row in the
+    # (IndexedSlices) gradient, which lazy Adam would otherwise step with a zero gradient.
+    slots = tf.where(mask)
+    valid = tf.gather_nd(labels, slots)
+    valid_logits = (
+        tf.reduce_sum(tf.gather(hidden, slots[:, 0]) * tf.gather(weights, valid), axis=1)
+        + tf.gather(biases, valid)
+        - tf.gather(log_q, valid)
     )
+    true_logits = tf.scatter_nd(slots, valid_logits, tf.shape(labels, out_type=tf.int64))
     sampled_logits = (
         tf.matmul(hidden, tf.gather(weights, sampled), transpose_b=True)
         + tf.gather(biases, sampled)

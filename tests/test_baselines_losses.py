@@ -173,3 +173,20 @@ def test_dense_float64_feed_gives_the_same_loss_as_sparse_labels():
     dense = tf.nn.softmax_cross_entropy_with_logits(tf.cast(target, tf.float32), logits)
     sparse = full_softmax_loss(logits, labels, counts)
     assert rel_err(dense.numpy(), sparse.numpy()) <= RTOL
+
+
+def test_sampled_gradient_touches_only_true_labels_and_sampled_classes():
+    """Padding (and the label-0 padding of a point without labels) is no touched row."""
+    hidden, weights, biases = random_output_layer(10, n_classes=40)
+    labels, counts = padded([[7, 9], [], [11]])
+    sampled = tf.constant([20, 21, 9], tf.int32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(
+            sampled_softmax_loss(
+                hidden[:3], weights, biases, labels, counts, sampled, tf.zeros([40])
+            )
+        )
+    grad_w, grad_b = tape.gradient(loss, [weights, biases])
+    for grad in (grad_w, grad_b):
+        assert isinstance(grad, tf.IndexedSlices)
+        assert set(grad.indices.numpy()) == {7, 9, 11, 20, 21}
