@@ -66,7 +66,7 @@ MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfi
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
     net, _ = trained(train, 6, config)
-    state = net.state_dict()
+    state = {key: value.copy() for key, value in net.state_dict().items()}  # live arrays
     tail = batches(train.n_points, 8, start=6)  # spans rebuilds (8, 12) and a redraw (7)
     straight = [net.train_batch(rows) for rows in tail]
     assert net.stats()["rebuilds"] >= 2
@@ -91,7 +91,7 @@ def test_mongoose_learned_hash_reports_its_checks_and_fits(tiny):
 def test_warmup_leaves_the_state_unchanged(tiny):
     net = SlideNetwork(CONFIG, seed=5, threads=1)
     net.prepare(tiny[0])
-    before = net.state_dict()
+    before = {key: value.copy() for key, value in net.state_dict().items()}
     net.warmup(batches(tiny[0].n_points, 1)[0])
     assert_same_state(before, net.state_dict())
 

@@ -22,6 +22,7 @@ touched); the returned loss is the mean over the batch's labelled samples.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -165,18 +166,27 @@ class SlideNetwork:
         return np.ascontiguousarray(w.T) if index == 0 else w
 
     def warmup(self, rows: np.ndarray) -> None:
-        """Compile every kernel on one batch and one prediction, then restore the prior state.
+        """Compile every kernel on a probe network; this network's state is not touched.
+
+        The probe has this configuration (layer types, hash family, policy, schedule, thread
+        count) on a tiny synthetic dataset: numba compiles by argument types, not sizes, so the
+        probe compiles exactly the kernels training will call, at no memory cost (a snapshot of
+        an Amazon-670K-sized network would double its peak memory).
 
         Parameters
         ----------
         rows : int (B,)
-            Training rows of one batch.
+            Training rows of one batch (only their number is used).
         """
-        snapshot = self.state_dict()
-        self.train_batch(rows)
-        self.predict_topk(self._require_train().take(np.asarray(rows)[:2]), 1)
-        self.load_state_dict(snapshot)
-        self._reset_stats()
+        probe = SlideNetwork(_probe_config(self.config), seed=self.seed, threads=self.threads)
+        data = _probe_data(max(2, len(rows)))
+        probe.prepare(data)
+        order = np.arange(data.n_points)
+        for _ in range(2):  # step 1 rebuilds the tables, step 2 redraws the hash functions
+            probe.train_batch(order)
+        probe.predict_topk(data, 1)
+        if probe._samplers:
+            probe.predict_topk_lsh(data, 1)
 
     # ------------------------------------------------------------------ training
 
@@ -472,7 +482,9 @@ class SlideNetwork:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Weights, Adam moments and per-row steps, hash tables, RNG streams, step counter.
 
-        Hash functions are not stored: they are redrawn from the seed and draw count on load.
+        The arrays are the live state, not copies (as PyTorch's ``state_dict``): write them out
+        (or copy them) before the next :meth:`train_batch`. Hash functions are not stored: they
+        are redrawn from the seed and the number of redraws on load.
         """
         state = {"step": np.array([self._step], dtype=np.int64)}
         for index, layer in enumerate(self.layers):
@@ -561,3 +573,30 @@ class SlideNetwork:
             self._buffers = BatchBuffers(self._widths, self._caps(), batch)
         return self._buffers.view(batch)
 
+
+
+def _probe_config(config: SlideConfig) -> SlideConfig:
+    # same layer types, family, policy and schedule; tiny tables, maintenance at every step
+    probe = copy.deepcopy(config)
+    for spec in [*probe.hidden, probe.output]:
+        h = spec.hash
+        h.l, h.n_buckets, h.bucket_capacity, h.min_active = 2, 64, 4, 4
+        h.rebuild_every, h.redraw_every, h.decay_first = 1, 2, 1
+        h.mongoose.check_every, h.mongoose.threshold = 1, 1e-6
+    return probe
+
+
+def _probe_data(n: int) -> XCData:
+    # n points, 64 features, 16 labels: four features and up to two labels each (the first
+    # point has none), with the dtypes of every XCData
+    x_rows = [np.sort((i * 7 + np.arange(4) * 13) % 64) for i in range(n)]
+    y_rows = [np.sort((i + np.arange(min(i, 2)) * 5) % 16) for i in range(n)]
+    return XCData(
+        x_indptr=np.arange(0, 4 * n + 1, 4, dtype=np.int64),
+        x_indices=np.concatenate(x_rows).astype(np.int32),
+        x_values=np.ones(4 * n, dtype=np.float32),
+        y_indptr=np.concatenate([[0], np.cumsum([len(r) for r in y_rows])]).astype(np.int64),
+        y_indices=np.concatenate(y_rows).astype(np.int32),
+        n_features=64,
+        n_labels=16,
+    )

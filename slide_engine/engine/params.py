@@ -66,8 +66,8 @@ class LayerParams:
         return self.w.shape[0] if self.input_major else self.w.shape[1]
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        """The checkpointed arrays, keyed ``prefix + name`` (copies)."""
-        return {prefix + name: getattr(self, name).copy() for name in self.STATE}
+        """The checkpointed arrays, keyed ``prefix + name`` (the live arrays, not copies)."""
+        return {prefix + name: getattr(self, name) for name in self.STATE}
 
     def load(self, state: dict[str, np.ndarray], prefix: str) -> None:
         """Copy checkpointed arrays in place (shapes must match); reset accumulators and stamps."""
@@ -129,17 +129,20 @@ def init_layer(
     """
     shape = (n_in, n_out) if input_major else (n_out, n_in)
     if init == "normal":
-        w = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-        b = rng.standard_normal(n_out, dtype=np.float32) * np.float32(std)
+        scale = np.float32(std)
+        w = rng.standard_normal(shape, dtype=np.float32)
+        b = rng.standard_normal(n_out, dtype=np.float32)
     elif init == "truncated_normal":
-        sigma = np.float32(2.0 / math.sqrt(n_in + n_out))
-        w = _truncated(rng, shape) * sigma
-        b = _truncated(rng, (n_out,)) * sigma
+        scale = np.float32(2.0 / math.sqrt(n_in + n_out))
+        w = _truncated(rng, shape)
+        b = _truncated(rng, (n_out,))
     else:
         raise ValueError(f"unknown init {init!r}")
+    w *= scale  # in place: no second weight-sized temporary at start-up
+    b *= scale
     rows = shape[0]
     return LayerParams(
-        w=np.ascontiguousarray(w),
+        w=w,
         g=np.zeros(shape, dtype=np.float32),
         m=np.zeros(shape, dtype=np.float32),
         v=np.zeros(shape, dtype=np.float32),

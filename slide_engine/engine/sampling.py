@@ -260,10 +260,10 @@ class LayerSampler:
     # -------------------------------------------------------------- state
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        """Arrays to resume bit-identically: tables, RNG streams and the number of redraws."""
+        """Arrays to resume bit-identically: tables, RNG streams, redraw count (live arrays)."""
         tables = self.index.tables
-        out = {prefix + "tables." + name: np.array(getattr(tables, name)) for name in _TABLE}
-        out[prefix + "select_rng"] = self.scratch.rng.copy()
+        out = {prefix + "tables." + name: getattr(tables, name) for name in _TABLE}
+        out[prefix + "select_rng"] = self.scratch.rng
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
         if self.mongoose is not None:
             out.update(self.mongoose.state_dict(prefix + "mongoose."))
