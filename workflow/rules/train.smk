@@ -29,6 +29,10 @@ rule train_cpu:
     conda:
         "../envs/train.yaml"
     shell:
+        # Snakemake lowers a job's threads to --cores; a timed run must get all it asks for.
+        "if [ {threads} -ne {wildcards.threads} ]; then echo 'error: this {wildcards.threads}-thread "
+        "run would get {threads} core(s); give snakemake --cores >= {wildcards.threads}' > {log}; "
+        "exit 2; fi; "
         "mkdir -p $(dirname {params.work}); rc=0; "
         "{params.command} --out {params.work} > {log} 2>&1 || rc=$?; "
         "python -m slide_engine.report finalize-run --exit-code $rc --log {log} "
