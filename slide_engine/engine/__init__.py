@@ -45,11 +45,22 @@ Design decisions (see the modules for detail):
   n_buckets=262144``. ``union`` tops up to ``min_active`` (1,000) random neurons.
 - Evaluation: a dense forward over every neuron of every layer, a BLAS product per chunk of
   points bounded by ``eval_chunk_mb``, then a parallel one-pass top-k (ties: lower id first).
+- Threads: importing the engine sets ``OMP_WAIT_POLICY=PASSIVE`` unless already set (numba's
+  OpenMP workers would otherwise spin between the ~10 parallel regions of a batch, which ruins
+  a shared machine).
 - Checkpoints: weights, moments, per-row step counters, hash tables (stored, because the tables
   were built from older weights), RNG streams and the schedule position; hash functions are
   redrawn from the seed and the number of redraws. A resumed run at one thread continues
   bit-identically.
 """
+
+import os
+
+# A batch runs about ten short parallel regions. OpenMP's default lets idle workers spin; on a
+# shared or oversubscribed machine the spinning workers starve the running ones and a 10 ms batch
+# takes 200 ms. Passive waiting costs a futex wake-up per region (microseconds) when the machine
+# is quiet. Read by libgomp when numba first runs parallel code; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from slide_engine.engine.config import HashConfig, LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.network import SlideNetwork
