@@ -171,3 +171,30 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     assert subset["iteration"].iloc[0] == 0 and (np.diff(subset["iteration"]) > 0).all()
     assert subset["iteration"].iloc[-1] > partial["iteration"].max()
     assert final["eval_set"].iloc[-1] == "full"
+
+
+def test_gpu_runs_without_a_gpu_are_recorded_as_failed_and_the_pipeline_finishes(tmp_path):
+    pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: the GPU run would really train")
+
+    def cpu_and_gpu(config):
+        config["datasets"] = {"tiny-text": config["datasets"]["tiny-text"]}
+        config["methods"] = {"slide": config["methods"]["slide"],
+                             "tf-full": config["methods"]["tf-full"]}
+        config["grid"].update(devices=["cpu", "gpu"], threads=[1], seeds=[0])
+        config["methods"]["tf-full"].update(devices=["gpu"], threads=[1])
+
+    configfile = absolute_config(tmp_path, cpu_and_gpu)
+    run_snakemake(tmp_path, configfile, "--cores", "1")
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv").set_index("method")
+    assert summary.loc["tf-full", "device"] == "gpu"
+    assert summary.loc["tf-full", "status"] == "failed"
+    assert summary.loc["tf-full", "reason"].startswith("no GPU: error:")
+    assert summary.loc["slide", "status"] in ("done", "timeout")
+    # no reference run: no target, and the figures still exist
+    assert summary["target_p_at_1"].isna().all()
+    for figure in FIGURES:
+        assert (tmp_path / "results" / "plots" / "tiny-text" / f"{figure}.png").exists()
