@@ -75,6 +75,10 @@ def test_learned_policy_installs_fitted_projection_and_resumes():
     proj = index.hash_functions.proj
     assert proj.dtype == np.float32 and proj.shape == random_proj.shape
     assert not np.array_equal(proj, random_proj.astype(np.float32))
+    # the drift sketch watches hyperplanes of the learned tables (bias weight 0)
+    sketch = policy.scheduler.proj
+    assert np.all(sketch[:, -1] == 0.0)
+    assert all((proj.T == row[:-1]).all(axis=1).any() for row in sketch)
     fitted_events = [e for e in policy.scheduler.events if "t_fit" in e]
     assert len(fitted_events) == policy.fits and all(e["pairs"] >= 0 for e in fitted_events)
 

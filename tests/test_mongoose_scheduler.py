@@ -155,3 +155,19 @@ def test_state_dict_roundtrip_and_config_errors():
         DriftScheduler(weights, bias, 65, 0.3, 5, "rebuild", seed=0)
     with pytest.raises(ConfigError):
         DriftScheduler(weights, bias, 16, 0.3, 5, "sometimes", seed=0)
+
+
+def test_reproject_rebaselines_with_new_hyperplanes():
+    rng = np.random.default_rng(16)
+    weights, bias = layer(17)
+    sched = DriftScheduler(weights, bias, BITS, 0.3, 5, "rebuild", seed=18)
+    rows = rng.choice(N, 500, replace=False).astype(np.int64)
+    perturb(weights, bias, rows, 0.5, rng)
+    sched.mark(rows)
+    new_proj = rng.standard_normal((8, D + 1)).astype(np.float32)
+    sched.reproject(new_proj, weights, bias)
+    full = sketch_rows(weights, bias, new_proj, np.arange(N, dtype=np.int64))
+    assert sched.n_bits == 8 and np.array_equal(sched.proj, new_proj)
+    assert np.array_equal(sched.ref, full) and np.array_equal(sched.cur, full)
+    assert sched.fraction() == 0.0
+    assert sched.check(5, weights, bias).resketched == 0  # dirty rows were folded into the base

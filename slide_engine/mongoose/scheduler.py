@@ -258,6 +258,27 @@ class DriftScheduler:
         self.flipped = 0
         self.since_tables.clear()
 
+    def reproject(self, proj: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> None:
+        """Sketch with new hyperplanes from now on; re-baseline every neuron (O(n B d)).
+
+        Called when the tables were just rebuilt under new hash functions (learned SimHash), so
+        that drift is measured by hyperplanes the tables actually use.
+
+        Parameters
+        ----------
+        proj : ndarray of float32, shape (B, d + 1)
+            New sketch hyperplanes over ``[w | b]``.
+        weights : ndarray of float32, shape (n, d)
+        bias : ndarray of float32, shape (n,)
+        """
+        self.proj = np.ascontiguousarray(proj, dtype=np.float32)
+        self.n_bits = self.proj.shape[0]
+        self.cur = sketch_rows(weights, bias, self.proj, np.arange(self.n_rows, dtype=np.int64))
+        self.ref = self.cur.copy()
+        self.flipped = 0
+        self.since_check.clear()
+        self.since_tables.clear()
+
     def _resketch(self, weights: np.ndarray, bias: np.ndarray) -> int:
         """Re-sketch the rows touched since the last check; return how many there were."""
         rows = self.since_check.rows()
