@@ -42,11 +42,15 @@ def _failed_entries(ax: Axes, summary: pd.DataFrame, styles: Mapping[str, Method
     for (method, device), rows in _in_config_order(summary, styles):
         if not (rows["status"] == "failed").all():
             continue
-        reason = str(rows["reason"].iloc[0])
-        reason = reason if len(reason) <= 48 else reason[:47] + "..."
+        reason = _shorten(str(rows["reason"].iloc[0]), 48)
         style = styles[method]
         ax.plot([], [], color=style.color, marker=style.marker, linestyle="none", alpha=0.5,
                 label=f"{method} ({device}): not run, {reason}")
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _in_config_order(
@@ -195,21 +199,25 @@ def time_to_accuracy_figure(
                     color="black", markersize=4)
             reached_any = True
             continue
+        best = float(rows["best_p_at_1"].max())
         if (rows["status"] == "failed").all():
-            note = f"failed: {rows['reason'].iloc[0]}"
+            note = f"failed: {_shorten(str(rows['reason'].iloc[0]), 70)}"
+        elif target.empty:
+            note = f"no target (best P@1 {best:.3f})"
         else:
-            best = float(rows["best_p_at_1"].max())
             missed = len(rows) - len(hit)
             note = f"not reached by {missed} of {len(rows)} seeds (best P@1 {best:.3f})"
-        ax.text(0.01, i, note, transform=ax.get_yaxis_transform(), va="center", fontsize=8,
-                color="0.3")
+        text = ax.text(0.01, i, note, transform=ax.get_yaxis_transform(), va="center",
+                       fontsize=8, color="0.3", clip_on=True)
+        text.set_in_layout(False)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)  # first method on top, half a bar of margin
     if not reached_any:
         ax.set_xlim(0, 1)
     ax.set_xlabel("training seconds to reach the target (median, bars: min-max over seeds)")
-    goal = f"P@1 >= {target.iloc[0]:.3f}" if not target.empty else "no target (reference failed)"
-    ax.set_title(f"{dataset}: time to accuracy, target {goal}", fontsize=10)
+    goal = (f"target P@1 >= {target.iloc[0]:.3f}" if not target.empty
+            else "no target: the reference method has no successful run")
+    ax.set_title(f"{dataset}: time to accuracy, {goal}", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     return fig
 
