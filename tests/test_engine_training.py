@@ -124,9 +124,12 @@ def test_predict_topk_is_the_dense_forward_in_chunks(tiny):
 def test_predict_with_hashing_scores_only_active_neurons(tiny):
     train, test = tiny
     net, _ = trained(train, 3)
+    before = {key: value.copy() for key, value in net.state_dict().items()}
     topk = net.predict_topk_lsh(test, 5)
     assert topk.shape == (test.n_points, 5)
     assert ((topk >= 0) & (topk < test.n_labels)).all()  # min_active 64 >= k: no padding
+    assert np.array_equal(topk, net.predict_topk_lsh(test, 5))  # deterministic
+    assert_same_state(before, net.state_dict())  # training RNG streams untouched
 
 
 def test_stats_report_sampling_and_phase_times(tiny):

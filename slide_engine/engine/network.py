@@ -46,6 +46,7 @@ from slide_engine.engine.sampling import LayerSampler
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
 from slide_engine.harness import run as harness_run
+from slide_engine.lsh import SelectScratch
 from slide_engine.metrics import precision_at_k
 
 __all__ = ["SlideNetwork"]
@@ -255,17 +256,18 @@ class SlideNetwork:
             )
 
     def _select(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
-                buf: BatchBuffers, with_labels: bool) -> None:
+                buf: BatchBuffers, with_labels: bool,
+                scratch: SelectScratch | None = None) -> None:
         sampler = self._samplers[index]
         ids, cnt, _ = buf.layer(index)
         if index == 0:
             sampler.select_sparse(k.parallel, self.layers[0].w.T, rows,
                                   (data.x_indptr, data.x_indices, data.x_values),
-                                  data.y_indptr, data.y_indices, with_labels, ids, cnt)
+                                  data.y_indptr, data.y_indices, with_labels, ids, cnt, scratch)
         else:
             sampler.select_dense(k.parallel, self.layers[index].w, buf.layer(index - 1),
                                  index - 1 not in self._samplers, rows, data.y_indptr,
-                                 data.y_indices, with_labels, ids, cnt)
+                                 data.y_indices, with_labels, ids, cnt, scratch)
 
     def _forward(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
                  buf: BatchBuffers, relu: bool, dense_inputs: bool) -> None:
@@ -382,13 +384,15 @@ class SlideNetwork:
         buffers = BatchBuffers(self._widths, self._caps(), chunk)
         out = np.empty((data.n_points, k), dtype=np.int32)
         last = len(self.layers) - 1
+        scratch = {index: s.inference_scratch() for index, s in self._samplers.items()}
         with _numba_threads(self.threads):
             for start in range(0, data.n_points, chunk):
                 rows = np.arange(start, min(start + chunk, data.n_points), dtype=np.int64)
                 buf = buffers.view(rows.shape[0])
                 for index in range(last + 1):
                     if index in self._samplers:
-                        self._select(PARALLEL, index, data, rows, buf, with_labels=False)
+                        self._select(PARALLEL, index, data, rows, buf, with_labels=False,
+                                     scratch=scratch[index])
                     self._forward(PARALLEL, index, data, rows, buf, relu=index < last,
                                   dense_inputs=False)
                 ids, cnt, val = buf.layer(last)

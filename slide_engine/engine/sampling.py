@@ -28,6 +28,7 @@ from slide_engine.lsh import (
     DecayingSchedule,
     LSHIndex,
     ReferenceSchedule,
+    SelectScratch,
     make_policy,
     out_capacity,
     query_dense,
@@ -181,21 +182,33 @@ class LayerSampler:
 
     # -------------------------------------------------------------- selection
 
+    def inference_scratch(self) -> SelectScratch:
+        """Fresh selection scratch for evaluation, so that scoring never advances the training
+        RNG streams (a run with hashed evaluation trains exactly as one without)."""
+        return self.index.make_scratch(self.scratch.rng.shape[0], self._draw_seed(salt=2))
+
     def select_dense(self, parallel: bool, weights: np.ndarray, prev: tuple, prev_dense: bool,
                      rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
-                     with_labels: bool, ids: np.ndarray, cnt: np.ndarray) -> None:
-        """Fill ``ids``/``cnt`` (B, cap)/(B,) from ``prev = (ids, cnt, val)`` of the layer below."""
+                     with_labels: bool, ids: np.ndarray, cnt: np.ndarray,
+                     scratch: SelectScratch | None = None) -> None:
+        """Fill ``ids``/``cnt`` (B, cap)/(B,) from ``prev = (ids, cnt, val)`` of the layer below.
+
+        ``scratch`` defaults to the training scratch (and its RNG streams).
+        """
         fn = select_dense_parallel if parallel else select_dense_serial
-        fn(self.index.hash_functions, self.index.tables, self.policy, weights, self.scratch,
-           *prev, prev_dense, self.xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+        fn(self.index.hash_functions, self.index.tables, self.policy, weights,
+           self.scratch if scratch is None else scratch, *prev, prev_dense, self.xbuf, rows,
+           y_indptr, y_indices, with_labels, ids, cnt)
 
     def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
                       x: tuple, y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
-                      ids: np.ndarray, cnt: np.ndarray) -> None:
+                      ids: np.ndarray, cnt: np.ndarray,
+                      scratch: SelectScratch | None = None) -> None:
         """Fill ``ids``/``cnt`` from sparse input rows ``x = (indptr, indices, values)``."""
         fn = select_sparse_parallel if parallel else select_sparse_serial
-        fn(self.index.hash_functions, self.index.tables, self.policy, weights_t, self.scratch,
-           rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
+        fn(self.index.hash_functions, self.index.tables, self.policy, weights_t,
+           self.scratch if scratch is None else scratch, rows, *x, y_indptr, y_indices,
+           with_labels, ids, cnt)
 
     # -------------------------------------------------------------- maintenance
 
