@@ -48,9 +48,7 @@ class DataFormatError(SuiteError):
     "train.txt, line 17, field '3:abc': malformed feature 'f:v'"
     """
 
-    def __init__(
-        self, path: str | Path, line: int | None, field: str | None, message: str
-    ) -> None:
+    def __init__(self, path: str | Path, line: int | None, field: str | None, message: str) -> None:
         self.path = Path(path)
         self.line = line
         self.field = field
