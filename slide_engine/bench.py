@@ -123,6 +123,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "rebuild_seconds",
     "rebuild_every",
     "active_mean",
+    "unique_active",
+    "traffic_pairs_gb",
+    "traffic_unique_gb",
     "t_hash_ms",
     "t_forward_ms",
     "t_backward_ms",
@@ -263,6 +266,13 @@ def _slide_extras(model: Any, stats: dict[str, float], n_timed: int) -> dict[str
     out: dict[str, float] = {"active_mean": stats.get("active_mean", math.nan)}
     for phase in ("hash", "forward", "backward", "update", "tables"):
         out[f"t_{phase}_ms"] = 1e3 * stats.get(f"t_{phase}", math.nan) / n_timed
+    # distinct output neurons of the last timed batch (the rows Adam updates): with LSH many
+    # samples share buckets, so this is much smaller than batch * active
+    buffers = getattr(model, "_buffers", None)
+    if buffers is not None:
+        ids, cnt = buffers.ids[-1], buffers.cnt[-1]
+        taken = np.concatenate([ids[i, : cnt[i]] for i in range(cnt.shape[0])])
+        out["unique_active"] = float(np.unique(taken).size)
     nbytes = sum(layer.nbytes() for layer in model.layers)
     samplers = getattr(model, "_samplers", {})
     nbytes += sum(s.index.nbytes for s in samplers.values())
@@ -321,6 +331,7 @@ def _worker(args: argparse.Namespace) -> int:
     result["timed_batches"] = len(wall)
     if method.startswith("slide"):
         result.update(_slide_extras(model, stats, len(wall)))
+        result.update(_slide_traffic_gb(result, args.batch_size, model.layers[-1].w.shape[1]))
         if "rebuild_seconds" in result:
             result["ms_per_batch_amortised"] = (
                 result["ms_per_batch_median"]
@@ -501,15 +512,17 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
     slide_rows = [r for r in rows if r.get("status") == "ok" and "t_forward_ms" in r]
     if slide_rows:
         print("\nSLIDE profile, ms per timed batch (engine phase timers)")
-        print("method       thr   hash  forward backward  update  tables  active  "
-              "rebuild s  est. traffic GB  at bandwidth ms")
+        print("method       thr   hash  forward backward  update  tables  active  unique  "
+              "rebuild s  traffic GB pairs/unique  at bandwidth ms")
         for r in slide_rows:
-            traffic = _slide_traffic_gb(r)
+            hi = r.get("traffic_pairs_gb", math.nan)
+            lo = r.get("traffic_unique_gb", math.nan)
             print(f"{r['method']:12s} {r['threads']:>3} {r['t_hash_ms']:6.1f} "
                   f"{r['t_forward_ms']:8.1f} {r['t_backward_ms']:8.1f} {r['t_update_ms']:7.1f} "
                   f"{r['t_tables_ms']:7.1f} {r['active_mean']:7.0f} "
-                  f"{r.get('rebuild_seconds', math.nan):9.2f}  {traffic:15.2f}  "
-                  f"{1e3 * traffic / bandwidth:15.1f}")
+                  f"{r.get('unique_active', math.nan):7.0f} "
+                  f"{r.get('rebuild_seconds', math.nan):9.2f}  {hi:6.2f} / {lo:5.2f}  "
+                  f"{1e3 * hi / bandwidth:7.1f} / {1e3 * lo / bandwidth:5.1f}")
     tf_rows = [r for r in rows if r.get("status") == "ok" and "t_host_ms" in r]
     if tf_rows:
         print("\nTensorFlow split, ms per timed batch: host-side batch preparation vs step")
@@ -523,16 +536,20 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
         print(f"{name:22s} {value:9.3g}  {op}{limit:<6g}  {verdict:5s}  {text}")
 
 
-def _slide_traffic_gb(row: dict[str, Any]) -> float:
-    """Estimated DRAM bytes of one SLIDE batch (output layer, the dominant term), GB.
+def _slide_traffic_gb(row: dict[str, Any], batch: int, width: int) -> dict[str, float]:
+    """Estimated memory traffic of one SLIDE batch in the output layer (the dominant term), GB.
 
-    Per (sample, active neuron): forward reads the weight row; backward reads the weight row and
-    reads + writes the gradient row; lazy Adam reads w, g, m, v and writes w, g, m, v of the row
-    (counted per pair: an upper bound when samples share neurons). Rows are 4 * hidden bytes.
+    ``traffic_pairs_gb`` counts every (sample, active neuron) pair as a cache miss: forward reads
+    the weight row (1), backward reads it and reads + writes the gradient row (3), lazy Adam
+    reads and writes w, g, m, v (8), rows of ``4 * width`` bytes -- the upper bound.
+    ``traffic_unique_gb`` counts each distinct row of the batch once per array and direction
+    (w, g, m, v read and written: 8 rows), the floor when shared rows stay in cache.
     """
-    pairs = row["batch_size"] * row["active_mean"]
-    row_bytes = 4 * 128
-    return pairs * row_bytes * (1 + 3 + 8) / 1e9
+    row_bytes = 4 * width
+    out = {"traffic_pairs_gb": batch * row["active_mean"] * row_bytes * 12 / 1e9}
+    if "unique_active" in row:
+        out["traffic_unique_gb"] = row["unique_active"] * row_bytes * 8 / 1e9
+    return out
 
 
 def _parent(args: argparse.Namespace) -> int:
