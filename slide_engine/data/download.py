@@ -16,6 +16,7 @@ pass verification; a failed or corrupt download is deleted, and the next Drive i
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -136,6 +137,12 @@ def _download(drive: DriveFile, output: Path) -> None:
         raise DownloadError("gdown returned no file")
 
 
+def _remove_gdown_partials(output: Path) -> None:
+    """Delete what gdown keeps of a broken transfer for a resume (``<output>XXXXXXXX.part``)."""
+    for partial in output.parent.glob(f"{glob.escape(output.name)}?*.part"):
+        partial.unlink(missing_ok=True)
+
+
 def fetch_archive(
     entry: DatasetEntry, root: str | Path, archive: str | Path | None = None
 ) -> tuple[Path, Layout]:
@@ -186,6 +193,8 @@ def fetch_archive(
                     Exception
                 ) as err:  # any failure (network, quota, gdown) means: try the next copy
                     raise DownloadError(f"{type(err).__name__}: {err}") from err
+                finally:
+                    _remove_gdown_partials(tmp)
                 layout = verify_archive(tmp, entry)
             return target, layout
         except SuiteError as err:
