@@ -110,7 +110,8 @@ def _input_backward_one(i, rows, x_indptr, x_indices, x_values, g, stamp, step_n
     for p in range(x_indptr[r], x_indptr[r + 1]):
         f = x_indices[p]
         xv = x_values[p]
-        stamp[f] = step_no  # every thread writes the same value: a benign race
+        if stamp[f] != step_no:  # read first: rewriting a shared line would bounce it
+            stamp[f] = step_no  # between threads; every writer writes the same value
         grow = g[f]
         if dense:
             for k in range(n):
@@ -228,7 +229,8 @@ def _layer_backward_one(i, w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, 
         if da == 0.0:  # exact zero gradient (e.g. a sample without labels): row untouched
             continue
         j = act[a]
-        stamp[j] = step_no
+        if stamp[j] != step_no:  # as in _input_backward_one
+            stamp[j] = step_no
         gb[j] += da
         grow = g[j]
         wrow = w[j]
