@@ -168,8 +168,9 @@ def summarize_run(rec: RunRecord, target: float) -> dict[str, Any]:
     subset = curve[curve["eval_set"] == "subset"]
     full = curve[curve["eval_set"] == "full"]
     last = curve.iloc[-1]
-    row["iterations"] = int(last["iteration"])
-    row["train_seconds"] = float(last["train_seconds"])
+    # the sidecar knows where the run stopped; a diverged run's last row is an earlier evaluation
+    row["iterations"] = int(rec.sidecar.get("iterations", last["iteration"]))
+    row["train_seconds"] = float(rec.sidecar.get("train_seconds", last["train_seconds"]))
     batch = _batch_size(rec.sidecar)
     if batch and rec.n_train > 0 and row["iterations"] > 0:
         per_epoch = math.ceil(rec.n_train / batch)
