@@ -46,8 +46,9 @@ def test_dry_run_plans_one_training_job_per_grid_point(configfile):
         for device in grid["devices"]:
             if device not in spec.get("devices", ["cpu", "gpu"]):
                 continue
-            threads = grid["gpu_threads"] if device == "gpu" and grid.get("gpu_threads") else (
-                grid["threads"])
+            threads = spec.get("threads") or (
+                grid["gpu_threads"] if device == "gpu" and grid.get("gpu_threads")
+                else grid["threads"])
             expected[device] += len(threads) * len(grid["seeds"]) * len(config["datasets"])
     counts = job_counts(proc.stdout)
     assert counts.get("train_cpu", 0) == expected["cpu"]
