@@ -83,6 +83,7 @@ def test_mongoose_learned_hash_reports_its_checks_and_fits(tiny):
     config.output.hash.mongoose.learn = True
     config.output.hash.mongoose.fit_steps = 3
     net, _ = trained(tiny[0], 7, config)
+    assert net.method == "slide-mongoose"
     stats = net.stats()
     assert stats["checks"] == 2.0 and stats["fits"] == 2.0 and stats["rebuilds"] == 2.0
     assert stats["t_fit"] > 0.0

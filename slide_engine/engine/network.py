@@ -80,11 +80,13 @@ class SlideNetwork:
 
     Attributes
     ----------
+    method : str
+        Curve name: ``slide``, or ``slide-mongoose-scheduler`` / ``slide-mongoose`` (learned
+        hash) when a sampled layer uses the MONGOOSE schedule.
     layers : list of LayerParams
         The input-major first layer, then neuron-major layers; the last is the output layer.
     """
 
-    method = "slide"
     device = "cpu"
 
     def __init__(self, config: SlideConfig | None = None, *, seed: int = 0,
@@ -99,6 +101,7 @@ class SlideNetwork:
         self.threads = int(threads)
         self.layers: list[LayerParams] = []
         self._specs: list[LayerConfig | OutputConfig] = [*self.config.hidden, self.config.output]
+        self.method = _method_name(self._specs)
         self._samplers: dict[int, LayerSampler] = {}
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
@@ -577,6 +580,13 @@ class SlideNetwork:
             self._buffers = BatchBuffers(self._widths, self._caps(), batch)
         return self._buffers.view(batch)
 
+
+
+def _method_name(specs: list[LayerConfig | OutputConfig]) -> str:
+    mongoose = [s.hash.mongoose for s in specs if s.sampled and s.hash.schedule == "mongoose"]
+    if not mongoose:
+        return "slide"
+    return "slide-mongoose" if any(m.learn for m in mongoose) else "slide-mongoose-scheduler"
 
 
 def _probe_config(config: SlideConfig) -> SlideConfig:
