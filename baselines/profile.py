@@ -35,9 +35,9 @@ def profile_batches(model: TFSoftmaxTrainable, batches: Sequence[np.ndarray]) ->
     Returns
     -------
     dict of str to float
-        ``ms_step`` (what ``train_batch`` costs: host + step), ``ms_step_min``, ``ms_host``,
-        ``ms_forward``, ``ms_backward``, ``ms_adam``, ``cpu_ms_step`` (process CPU time of the
-        step, all threads), ``host_fraction`` and ``load_avg_1m`` at the end.
+        Wall medians ``ms_step`` (what ``train_batch`` costs: host + step), ``ms_host``,
+        ``ms_forward``, ``ms_backward``, ``ms_adam``; the same as process CPU time over all
+        threads (``cpu_ms_*``); ``ms_step_min``; ``host_fraction``; ``load_avg_1m`` at the end.
     """
     variables = list(model.net.variables.values())
 
@@ -48,37 +48,31 @@ def profile_batches(model: TFSoftmaxTrainable, batches: Sequence[np.ndarray]) ->
 
     forward = tf.function(model.loss_fn, input_signature=model.input_signature)
     backward = tf.function(gradients, input_signature=model.input_signature)
-    times: dict[str, list[float]] = {k: [] for k in ("host", "fwd", "grad", "step", "cpu")}
+    wall: dict[str, list[float]] = {k: [] for k in ("host", "fwd", "grad", "step")}
+    cpu: dict[str, list[float]] = {k: [] for k in ("host", "fwd", "grad", "step")}
     for i, rows in enumerate(batches):
-        t0 = time.perf_counter()
+        stamps = [(time.perf_counter(), time.process_time())]
         inputs = model.batch_inputs(rows)
-        t1 = time.perf_counter()
+        stamps.append((time.perf_counter(), time.process_time()))
         forward(*inputs).numpy()
-        t2 = time.perf_counter()
+        stamps.append((time.perf_counter(), time.process_time()))
         backward(*inputs)[0].numpy()
-        t3 = time.perf_counter()
-        c3 = time.process_time()
+        stamps.append((time.perf_counter(), time.process_time()))
         model.train_batch(rows)
-        t4 = time.perf_counter()
+        stamps.append((time.perf_counter(), time.process_time()))
         if i == 0:
             continue
-        times["cpu"].append(time.process_time() - c3)
-        for key, value in (
-            ("host", t1 - t0),
-            ("fwd", t2 - t1),
-            ("grad", t3 - t2),
-            ("step", t4 - t3),
-        ):
-            times[key].append(value)
-    ms = {key: 1000.0 * float(np.median(values)) for key, values in times.items()}
-    return {
-        "ms_step": ms["step"],
-        "ms_step_min": 1000.0 * float(np.min(times["step"])),
-        "ms_host": ms["host"],
-        "ms_forward": ms["fwd"],
-        "ms_backward": ms["grad"] - ms["fwd"],
-        "ms_adam": ms["step"] - ms["host"] - ms["grad"],
-        "cpu_ms_step": ms["cpu"],
-        "host_fraction": ms["host"] / ms["step"],
-        "load_avg_1m": os.getloadavg()[0],
-    }
+        for key, before, after in zip(wall, stamps[:-1], stamps[1:], strict=True):
+            wall[key].append(after[0] - before[0])
+            cpu[key].append(after[1] - before[1])
+    out = {"ms_step_min": 1000.0 * float(np.min(wall["step"]))}
+    for prefix, times in (("ms", wall), ("cpu_ms", cpu)):
+        ms = {key: 1000.0 * float(np.median(values)) for key, values in times.items()}
+        out[f"{prefix}_step"] = ms["step"]
+        out[f"{prefix}_host"] = ms["host"]
+        out[f"{prefix}_forward"] = ms["fwd"]
+        out[f"{prefix}_backward"] = ms["grad"] - ms["fwd"]
+        out[f"{prefix}_adam"] = ms["step"] - ms["host"] - ms["grad"]
+    out["host_fraction"] = out["ms_host"] / out["ms_step"]
+    out["load_avg_1m"] = os.getloadavg()[0]
+    return out
