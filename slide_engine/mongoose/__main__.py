@@ -76,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = from_dict(RunSettings, tree.pop("run", None) or {}, "run")
     mongoose = from_dict(MongooseConfig, tree.pop("mongoose", None) or {}, "mongoose")
     config = from_dict(SlideConfig, tree)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if args.train:
         if not args.test:
             raise ConfigError("--train needs --test")
@@ -86,10 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         overrides = dict(item.partition("=")[::2] for item in args.synth_set)
         train, test = generate(resolve_spec(args.synthetic, overrides), settings.seed)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     rows = compare(train, test, methods, config, mongoose, settings, Path(args.out_dir))
     for row in rows:
         print(

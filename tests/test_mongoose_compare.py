@@ -1,0 +1,61 @@
+"""Fixed-schedule SLIDE vs MONGOOSE: maintenance counts against the schedules' arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slide_engine.data import generate
+from slide_engine.engine import SlideConfig
+from slide_engine.engine.config import HashConfig, OutputConfig
+from slide_engine.errors import ConfigError
+from slide_engine.harness import RunSettings
+from slide_engine.mongoose import MongooseConfig
+from slide_engine.mongoose.__main__ import main
+from slide_engine.mongoose.compare import METHODS, compare
+
+
+def test_compare_counts_maintenance(tmp_path):
+    train, test = generate("tiny", 0)
+    hashing = HashConfig(
+        family="simhash", k=4, l=6, min_active=32, rebuild_every=10, redraw_every=0
+    )
+    config = SlideConfig(lr=1e-3, output=OutputConfig(hash=hashing))
+    settings = RunSettings(
+        epochs=3,
+        max_iterations=40,
+        eval_every=20,
+        eval_points=200,
+        final_eval_points=200,
+        dataset="tiny",
+    )
+    mongoose = MongooseConfig(check_every=5, threshold=1e-6)  # every check fires
+    rows = compare(train, test, list(METHODS), config, mongoose, settings, tmp_path)
+    by_method = {row["method"]: row for row in rows}
+    assert set(by_method) == set(METHODS)
+    assert by_method["slide"]["rebuilds"] == 40 // 10
+    assert by_method["slide"]["checks"] == 0
+    for method in ("slide-mongoose-scheduler", "slide-mongoose"):
+        assert by_method[method]["checks"] == 40 // 5
+        assert by_method[method]["rebuilds"] == 40 // 5
+    assert by_method["slide-mongoose"]["fits"] == 40 // 5
+    assert by_method["slide-mongoose-scheduler"]["fits"] == 0
+    assert all(0.0 <= row["p_at_1"] <= 1.0 and row["iterations"] == 40 for row in rows)
+    assert json.loads((tmp_path / "summary.json").read_text()) == rows
+    assert (tmp_path / "slide-mongoose.csv").is_file()
+
+
+def test_cli_rejects_unknown_method(tmp_path):
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        main(
+            [
+                "compare",
+                "--synthetic",
+                "tiny",
+                "--methods",
+                "slide,nope",
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
