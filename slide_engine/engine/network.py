@@ -460,6 +460,8 @@ class SlideNetwork:
             schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``, ``t_fit`` (its
             drift checks, re-insertions and learned-hash fits, included in ``t_tables``).
         """
+        if not self.layers:
+            raise RuntimeError("call prepare() before stats()")
         last = len(self.layers) - 1
         n = self._samples
         out: dict[str, float] = {}
@@ -469,7 +471,7 @@ class SlideNetwork:
                 out[key] = self._active[index] / n
             elif index == last:
                 out[key] = float(self._widths[last]) if n else float("nan")
-        out["active_fraction"] = out["active_mean"] / self._widths[last] if self.layers else 0.0
+        out["active_fraction"] = out["active_mean"] / self._widths[last]
         out["mult_fraction"] = self._macs / self._macs_dense if self._macs_dense else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})
         out["rebuilds"] = float(self._rebuilds)
