@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from slide_engine.errors import ConfigError
-from slide_engine.lsh import LSHIndex, hash_rows, reinsert
+from slide_engine.lsh import LSHIndex
 from slide_engine.lsh.families import FAMILY_SIMHASH
 from slide_engine.mongoose.config import MongooseConfig
 from slide_engine.mongoose.learned import (
@@ -35,22 +35,6 @@ from slide_engine.mongoose.learned import (
 from slide_engine.mongoose.retrieval import retrieve_from_tables
 from slide_engine.mongoose.scheduler import DriftScheduler
 from slide_engine.mongoose.sketch import refresh_codes, sketch_rows
-
-
-def _reinsert(index: LSHIndex, weights: np.ndarray, rows: np.ndarray) -> None:
-    """Re-hash distinct ``rows`` of ``weights`` (n, d) and move them in ``index``'s tables.
-
-    Same as ``index.reinsert`` plus the last line: under Numba's parfor lowering (0.68 here) the
-    ``tables.bucket_of[t, i] = new`` store inside ``lsh.tables.reinsert``'s ``prange`` (a write
-    through a NamedTuple field) is lost, so ``bucket_of`` went stale while the buckets moved and
-    the next re-insertion removed ids from the wrong buckets. Rewriting it is idempotent.
-    """
-    rows = np.ascontiguousarray(rows, dtype=np.int32)
-    new_buckets = np.empty((index.l, rows.shape[0]), dtype=np.int32)
-    hash_rows(index.hash_functions, weights, rows, new_buckets)
-    reinsert(index.tables, rows, new_buckets)
-    index.tables.bucket_of[:, rows] = new_buckets
-
 
 _TOTALS = ("checks", "rebuilds", "reinserts", "t_sched", "fits", "t_fit")
 
@@ -182,7 +166,7 @@ class MongoosePolicy:
         elif decision.action == "rebuild":
             index.build(weights)
         else:
-            _reinsert(index, weights, decision.rows)
+            index.reinsert(weights, decision.rows)
         sched.events[-1]["t_action"] = time.perf_counter() - t0
         return decision.action
 
