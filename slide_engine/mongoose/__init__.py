@@ -16,7 +16,6 @@ API::
     policy.stats() -> {checks, rebuilds, reinserts, t_sched, fits, t_fit}  (since last call)
     policy.totals() -> the same, cumulative
     policy.state_dict(prefix) / load_state_dict(state, prefix) / install(index)
-    policy.tables_rebuilt(W, b)                         # after a rebuild the policy did not do
     policy.scheduler.events                             # one dict per check (the log)
 
     DriftScheduler(W, b, n_bits, threshold, check_every, mode, seed)  # the scheduler alone

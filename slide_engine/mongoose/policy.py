@@ -79,7 +79,7 @@ class MongoosePolicy:
             config.mode,
             seed,
         )
-        self.rng = np.random.default_rng([seed, 0x4D6F])
+        self.seed = seed
         self.queries = np.zeros((config.query_buffer, weights.shape[1]), dtype=np.float32)
         self.n_seen = 0
         # The map being fitted, (K*L, d); it starts at the tables' random projections.
@@ -176,12 +176,11 @@ class MongoosePolicy:
         hf = index.hash_functions
         indptr, ids = retrieve_from_tables(hf, index.tables, queries)
         cfg = self.config
-        pairs = mine_pairs(
-            queries, weights, bias, indptr, ids, cfg.pos_frac, cfg.pos_min_k, self.rng
-        )
+        rng = self._rng(0x4D6F)
+        pairs = mine_pairs(queries, weights, bias, indptr, ids, cfg.pos_frac, cfg.pos_min_k, rng)
         settings = FitSettings(steps=cfg.fit_steps, batch=cfg.fit_batch, lr=cfg.fit_lr)
         self.fitted, losses = fit_projection(
-            self.fitted, hf.k, hf.l, queries, weights, pairs, settings, self.rng
+            self.fitted, hf.k, hf.l, queries, weights, pairs, settings, rng
         )
         proj = hashing_projection(self.fitted, cfg.binarize)
         index.hash_functions = hf._replace(proj=np.ascontiguousarray(proj.T))
@@ -206,13 +205,14 @@ class MongoosePolicy:
         # From now on the sketch uses B of the tables' own hyperplanes (bias weight 0: the
         # tables hash w only).
         proj = index.hash_functions.proj.T
-        pick = self.rng.choice(proj.shape[0], min(self.scheduler.n_bits, proj.shape[0]), False)
+        n_bits = min(self.scheduler.n_bits, proj.shape[0])
+        pick = self._rng(0x5C4).choice(proj.shape[0], n_bits, replace=False)
         rows = np.concatenate([proj[pick], np.zeros((pick.shape[0], 1))], axis=1)
         self.scheduler.reproject(rows.astype(np.float32), weights, bias)
 
-    def tables_rebuilt(self, weights: np.ndarray, bias: np.ndarray) -> None:
-        """Tell the scheduler the engine rebuilt the tables on its own (e.g. after a load)."""
-        self.scheduler.tables_rebuilt(weights, bias)
+    def _rng(self, salt: int) -> np.random.Generator:
+        # One stream per fit, derived from the seed: nothing to checkpoint, resumes bit-exactly.
+        return np.random.default_rng([self.seed, salt, self.fits])
 
     def install(self, index: LSHIndex) -> None:
         """Put the learned projections (after :meth:`load_state_dict`) into ``index``.

@@ -245,19 +245,6 @@ class DriftScheduler:
         )
         return decision
 
-    def tables_rebuilt(self, weights: np.ndarray, bias: np.ndarray) -> None:
-        """Re-baseline after a rebuild the scheduler did not ask for (e.g. new hash functions).
-
-        Parameters
-        ----------
-        weights : ndarray of float32, shape (n, d)
-        bias : ndarray of float32, shape (n,)
-        """
-        self._resketch(weights, bias)
-        self.ref[:] = self.cur
-        self.flipped = 0
-        self.since_tables.clear()
-
     def reproject(self, proj: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> None:
         """Sketch with new hyperplanes from now on; re-baseline every neuron (O(n B d)).
 
