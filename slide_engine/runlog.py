@@ -71,8 +71,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            # a failed write (disk full, file too large) names no file: name the destination
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
