@@ -51,12 +51,12 @@ class BaselineConfig:
     #: "all": every label of a point in the sampled softmax, target 1/|y| (as full softmax and
     #: the engine); "one": one label drawn per point and step (the paper's num_true=1 feed)
     sampled_labels: Literal["all", "one"] = "all"
-    #: test points per dense scoring chunk (memory: eval_chunk x L floats)
-    eval_chunk: int = 512
+    #: scratch memory for dense evaluation scores (as the engine: chunks of test points at once)
+    eval_chunk_mb: int = 256
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.eval_chunk < 1:
-            raise ValueError("hidden and eval_chunk must be >= 1")
+        if self.hidden < 1 or self.eval_chunk_mb < 1:
+            raise ValueError("hidden and eval_chunk_mb must be >= 1")
         if not 0.0 < self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction={self.sample_fraction} must be in (0, 1]")
         if self.num_sampled < 0:

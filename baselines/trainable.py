@@ -228,7 +228,7 @@ class TFSoftmaxTrainable:
         """
         n = data.x_indptr.shape[0] - 1
         out = np.empty((n, k), dtype=np.int32)
-        chunk = self.config.eval_chunk
+        chunk = max(1, (self.config.eval_chunk_mb << 20) // (4 * self._n_labels))
         with tf.device(self._tf_device):
             for start in range(0, n, chunk):
                 rows = np.arange(start, min(start + chunk, n))

@@ -63,9 +63,8 @@ def trainable(tiny, **settings) -> TFSoftmaxTrainable:
 
 
 def test_predict_topk_equals_numpy_dense_scores(tiny):
-    model = trainable(tiny, eval_chunk=64)
-    _, test = tiny
-    test = test.take(np.arange(200))
+    model = trainable(tiny, eval_chunk_mb=1)  # 1 MB of scores: 524 points per chunk
+    test = tiny[0].take(np.arange(1200))  # three chunks, the last one short
     top = model.predict_topk(test, 5)
     w = {k: v.numpy().astype(np.float64) for k, v in model.net.variables.items()}
     x = np.zeros((test.n_points, test.n_features))
@@ -73,7 +72,7 @@ def test_predict_topk_equals_numpy_dense_scores(tiny):
     x[rows, test.x_indices] = test.x_values
     scores = np.maximum(x @ w["w1"] + w["b1"], 0) @ w["w2"].T + w["b2"]
     want = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-    assert top.shape == (200, 5) and top.dtype == np.int32
+    assert top.shape == (1200, 5) and top.dtype == np.int32
     assert np.mean(top == want) > 0.99  # float32 vs float64 near-ties may swap
 
 
