@@ -18,6 +18,7 @@ works on an :class:`~slide_engine.lsh.LSHIndex` (``build``, ``reinsert``, ``hash
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -35,6 +36,8 @@ from slide_engine.mongoose.learned import (
 from slide_engine.mongoose.retrieval import retrieve_from_tables
 from slide_engine.mongoose.scheduler import DriftScheduler
 from slide_engine.mongoose.sketch import refresh_codes, sketch_rows
+
+log = logging.getLogger("slide_engine.mongoose")
 
 _TOTALS = ("checks", "rebuilds", "reinserts", "t_sched", "fits", "t_fit")
 
@@ -157,6 +160,12 @@ class MongoosePolicy:
             return None
         decision = sched.check(iteration, weights, bias)
         if decision.action == "none":
+            log.debug(
+                "it %d: flipped %.4f, %d rows re-sketched: no action",
+                iteration,
+                decision.fraction,
+                decision.resketched,
+            )
             return None
         t0 = time.perf_counter()
         if self.config.learn:
@@ -167,7 +176,18 @@ class MongoosePolicy:
             index.build(weights)
         else:
             index.reinsert(weights, decision.rows)
-        sched.events[-1]["t_action"] = time.perf_counter() - t0
+        event = sched.events[-1]
+        event["t_action"] = time.perf_counter() - t0
+        log.info(
+            "it %d: flipped %.4f > %.4f, %d rows re-sketched: %s%s in %.3fs",
+            iteration,
+            decision.fraction,
+            sched.threshold,
+            decision.resketched,
+            decision.action,
+            f" ({decision.rows.shape[0]} rows)" if decision.action == "reinsert" else "",
+            event["t_action"],
+        )
         return decision.action
 
     def _refit(self, weights: np.ndarray, bias: np.ndarray, index: LSHIndex) -> None:
