@@ -284,3 +284,30 @@ def test_exponent_floats_are_numbers_in_config_values(value, tmp_path):
     cfg.write_text(yaml.safe_dump({"run": {"time_budget_s": 1e-05}}).replace("1.0e-05", "1e-5"))
     tree = load_config(str(cfg), [])
     assert from_dict(RunSettings, tree["run"], "run").time_budget_s == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize(
+    ("config_text", "pattern"),
+    [
+        ("datasets:\n  tiny: [1, 2\n", r"Config file is not valid JSON or YAML"),
+        (None, r"ValidationError: 0 is less than the minimum of 1"),
+    ],
+)
+def test_pipeline_bad_config_is_one_clear_error_without_traceback(config_text, pattern, tmp_path):
+    """(Message wording per config key: tests/test_pipeline_config.py; here: no traceback.)"""
+    if config_text is None:
+        config = yaml.safe_load((REPO / "config" / "ci" / "config.yaml").read_text())
+        config["grid"]["threads"] = [0]
+        config_text = yaml.safe_dump(config)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(config_text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n",
+         "--configfile", str(configfile)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" not in out, out[-3000:]
+    assert re.search(pattern, out), out[-3000:]
+    assert not (tmp_path / "results").exists()
