@@ -640,6 +640,14 @@ def _parent(args: argparse.Namespace) -> int:
         for name, value, verdict in goals:
             limit, op, text = GOALS[name]
             writer.writerow([name, _fmt(float(value)), op, limit, verdict, text])
+    curves = [(r["method"], r["threads"], sec, p1) for r in rows for sec, p1 in r.get("curve", [])]
+    if curves:
+        curves_path = Path(args.out).with_suffix(".curves.csv")
+        with curves_path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["method", "threads", "train_seconds", "p_at_1"])
+            writer.writerows(curves)
+        print(f"wrote {curves_path}")
     print(f"\nwrote {args.out} and {goals_path}")
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 

@@ -137,3 +137,17 @@ def test_time_to_target_is_first_crossing_or_inf() -> None:
 
 def test_bandwidth_is_positive() -> None:
     assert bench.measure_bandwidth(mib=16, repeats=2) > 0
+
+
+def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--batches", "2", "--warmup", "0", "--threads", "1",
+                "--methods", "slide", "--accuracy-seconds", "1", "--eval-every", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with (tmp_path / "bench.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert 0.0 <= float(row["final_p_at_1"]) <= 1.0
+    with (tmp_path / "bench.curves.csv").open() as fh:
+        curve = list(csv.DictReader(fh))
+    assert curve and all(0.0 <= float(r["p_at_1"]) <= 1.0 for r in curve)
+    seconds = [float(r["train_seconds"]) for r in curve]
+    assert seconds == sorted(seconds)
