@@ -282,6 +282,11 @@ def run(
             model.load_state_dict(state)
             loop.restore(meta["loop"])
             curve.load(up_to_iteration=loop.iteration)
+            # a checkpoint follows its evaluation row: without that row the curve would have a gap
+            if not curve.rows or int(curve.rows[-1]["iteration"]) != loop.iteration:
+                raise CheckpointError(
+                    f"curve {out_csv} does not reach the checkpoint's iteration {loop.iteration}"
+                )
             resumed = True
             log.info("resumed from %s at iteration %d", ckpt, loop.iteration)
         except (CheckpointError, KeyError, ValueError, TypeError) as err:

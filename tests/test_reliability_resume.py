@@ -330,3 +330,37 @@ def test_checkpoint_arrays_round_trip_the_model_state(tiny, tmp_path):
     for key, value in state.items():
         assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
         np.testing.assert_array_equal(loaded[key], value)
+
+
+@pytest.mark.parametrize("damage", ["curve-deleted", "curve-cut-short", "curve-from-elsewhere"])
+def test_checkpoint_without_its_curve_rows_restarts_instead_of_leaving_a_gap(damage, tmp_path):
+    """A checkpoint is taken right after its evaluation row is written; if the curve on disk no
+    longer reaches that row (deleted, replaced, cut), resuming would leave a silent gap at the
+    start of the curve: the run must start again from scratch, with a warning."""
+    from _reference_model import SoftmaxRegression, make_dataset
+
+    from slide_engine.harness import RunSettings, run
+
+    train, test = make_dataset(600, 60, 10, seed=1), make_dataset(200, 60, 10, seed=2)
+    settings = RunSettings(batch_size=32, epochs=2, eval_every=5, eval_points=100, seed=3,
+                           checkpoint_every_s=0.0, dataset="toy")
+    ref = tmp_path / "ref.csv"
+    run(SoftmaxRegression(), train, test, settings, ref, {"lr": 0.5})
+    out = tmp_path / "curve.csv"
+    with pytest.raises(RuntimeError):
+        run(SoftmaxRegression(crash_at=23), train, test, settings, out, {"lr": 0.5})
+    assert out.with_suffix(".ckpt.npz").exists()
+    if damage == "curve-deleted":
+        out.unlink()
+    elif damage == "curve-cut-short":
+        lines = out.read_text().splitlines(keepends=True)
+        out.write_text("".join(lines[:2]))  # header + the iteration-0 row
+    else:
+        ref_lines = ref.read_text().splitlines(keepends=True)
+        out.write_text("".join(ref_lines[:1]))  # a header only
+    res = run(SoftmaxRegression(), train, test, settings, out, {"lr": 0.5})
+    assert res.status == "done"
+    assert json.loads(out.with_suffix(".json").read_text())["resumed"] is False
+    a, b = pd.read_csv(ref), pd.read_csv(out)
+    pd.testing.assert_frame_equal(a.drop(columns=["train_seconds", "eval_seconds"]),
+                                  b.drop(columns=["train_seconds", "eval_seconds"]))
