@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from slide_engine.data import generate, save_npz
 from slide_engine.runlog import CURVE_COLUMNS
@@ -35,6 +36,7 @@ def baselines(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a GPU is visible")
 def test_gpu_without_gpu_exits_3_with_a_clear_message(tiny_files, tmp_path):
     train, test = tiny_files
     out = tmp_path / "gpu.csv"
