@@ -280,3 +280,62 @@ def test_extraction_interrupted_by_a_full_disk_leaves_the_previous_folder(
     assert "cannot extract" in proc.stdout and "File too large" in proc.stdout
     assert leftovers(dest) == ["old.txt"] and leftovers(dest.parent) == ["extracted"]
 
+
+
+PREPARE_SCRIPT = """
+import sys
+from slide_engine.data import prepare
+prepare("bibtex", root={root!r}, seed={seed})
+"""
+
+
+def test_prepare_killed_at_random_moments_never_leaves_outputs_that_pass_as_valid(
+    tmp_path, bibtex_zip
+):
+    """``prepare`` marks its outputs valid (meta.json) last: a kill anywhere leaves either the
+    previous valid outputs or outputs that the next call recognises as incomplete and redoes."""
+    import random
+
+    import numpy as np
+
+    from slide_engine.data import load_npz, read_repo_zip, shuffle
+
+    root = tmp_path / "data"
+    placed = archive_path(BIBTEX, root)
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(bibtex_zip.read_bytes())
+    out = root / "prepared" / "bibtex"
+    rng = random.Random("prepare-kills")
+    # seed 0 first, then a re-prepare with seed 1 killed at random moments
+    subprocess.run([sys.executable, "-c", PREPARE_SCRIPT.format(root=str(root), seed=0)],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import slide_engine.data"], cwd=REPO, check=True,
+                   timeout=300)
+    startup = time.monotonic() - t0
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PREPARE_SCRIPT.format(root=str(root), seed=1)], cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(startup + rng.uniform(0.0, 1.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        finally:
+            proc.wait()
+        meta = out / "meta.json"
+        if meta.exists() and '"seed": 1' in meta.read_text():
+            break  # it finished
+    # the next call either keeps valid outputs or redoes them; the result is the seed-1 data
+    raw_train, raw_test = read_repo_zip(bibtex_zip, 1)
+    prepare("bibtex", root=root, seed=1)
+    for part, raw in (("train", raw_train), ("test", raw_test)):
+        got = load_npz(out / f"{part}.npz")
+        np.testing.assert_array_equal(got.y_indices, shuffle(raw, 1).y_indices)
+        np.testing.assert_array_equal(got.x_values, shuffle(raw, 1).x_values)
+    # (a kill inside an atomic write may leave a hidden temporary file; never a visible one)
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible == ["meta.json", "test.npz", "train.npz"], f"after {kills} kills"
+    assert kills >= 1
