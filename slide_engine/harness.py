@@ -250,6 +250,7 @@ def run(
     if previous and previous.get("status") in ("done", "diverged", "timeout") and out_csv.exists():
         if previous.get("provenance", {}).get("config_hash") == prov["config_hash"]:
             log.info("%s already finished (%s); nothing to do", out_csv, previous["status"])
+            ckpt.unlink(missing_ok=True)  # left by a kill between the final sidecar and cleanup
             curve = CurveLog(out_csv)
             curve.load()
             return RunResult(
