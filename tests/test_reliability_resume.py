@@ -364,3 +364,25 @@ def test_checkpoint_without_its_curve_rows_restarts_instead_of_leaving_a_gap(dam
     a, b = pd.read_csv(ref), pd.read_csv(out)
     pd.testing.assert_frame_equal(a.drop(columns=["train_seconds", "eval_seconds"]),
                                   b.drop(columns=["train_seconds", "eval_seconds"]))
+
+
+def test_rerun_of_a_finished_run_removes_a_stale_checkpoint(tmp_path):
+    """A kill between the final sidecar and the checkpoint's removal leaves both; the rerun
+    answers 'already finished' and removes the stale checkpoint (no 6 MB leftovers per run)."""
+    from _reference_model import SoftmaxRegression, make_dataset
+
+    from slide_engine.checkpoint import save_checkpoint
+    from slide_engine.harness import RunSettings, run
+
+    train, test = make_dataset(300, 60, 10, seed=1), make_dataset(100, 60, 10, seed=2)
+    settings = RunSettings(batch_size=32, epochs=1, eval_every=5, eval_points=50, seed=3,
+                           checkpoint_every_s=0.0, dataset="toy")
+    out = tmp_path / "curve.csv"
+    run(SoftmaxRegression(), train, test, settings, out, {"lr": 0.5})
+    before = out.read_bytes(), out.with_suffix(".json").read_bytes()
+    save_checkpoint(out.with_suffix(".ckpt.npz"), {"w": np.zeros(2)}, {"stale": True})
+    model = SoftmaxRegression()
+    res = run(model, train, test, settings, out, {"lr": 0.5})
+    assert res.status == "done" and model.prepared == 0
+    assert not out.with_suffix(".ckpt.npz").exists()
+    assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == before
