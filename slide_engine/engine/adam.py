@@ -21,7 +21,10 @@ from numba import njit, prange
 _BLOCKS = 256  # row blocks of the parallel update (touched rows are spread evenly)
 
 
-@njit(cache=True, fastmath=True)
+# error_model="numpy" (here and on the shells, which compile this body into themselves): the
+# default "python" model guards every division against zero, a branch that keeps LLVM from
+# vectorising the element loop (the denominator sqrt(v) + eps is never zero)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1,
                 beta2, eps, corr):
     # rows lo..hi-1 in one call: a call per row would pass (and reference-count) ten arrays for
@@ -60,7 +63,7 @@ def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, laz
             gb[r] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
                      eps, corr):
     """One Adam step over the rows of a weight matrix.
@@ -89,7 +92,7 @@ def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, 
                 beta1, beta2, eps, corr)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def adam_rows_parallel(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
                        eps, corr):
     """Parallel twin of :func:`adam_rows_serial` (blocks of rows per worker: no race)."""
