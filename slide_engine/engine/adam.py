@@ -64,8 +64,10 @@ def _adam_block(lo, hi, w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, laz
 
 
 @njit(cache=True, error_model="numpy")
-def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
-                     eps, corr):
+def adam_rows_serial(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, b: np.ndarray,
+                     gb: np.ndarray, mb: np.ndarray, vb: np.ndarray, row_step: np.ndarray,
+                     stamp: np.ndarray, step_no: int, lazy: bool, lr: float, beta1: float,
+                     beta2: float, eps: float, corr: np.ndarray) -> None:
     """One Adam step over the rows of a weight matrix.
 
     Parameters
@@ -93,8 +95,10 @@ def adam_rows_serial(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, 
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def adam_rows_parallel(w, g, m, v, b, gb, mb, vb, row_step, stamp, step_no, lazy, lr, beta1, beta2,
-                       eps, corr):
+def adam_rows_parallel(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, b: np.ndarray,
+                       gb: np.ndarray, mb: np.ndarray, vb: np.ndarray, row_step: np.ndarray,
+                       stamp: np.ndarray, step_no: int, lazy: bool, lr: float, beta1: float,
+                       beta2: float, eps: float, corr: np.ndarray) -> None:
     """Parallel twin of :func:`adam_rows_serial` (blocks of rows per worker: no race)."""
     n_rows = w.shape[0]
     n_blocks = min(n_rows, _BLOCKS)

@@ -60,7 +60,9 @@ def _input_forward_one(i, rows, x_indptr, x_indices, x_values, w, b, ids, cnt, v
 
 
 @njit(cache=True)
-def input_forward_serial(rows, x_indptr, x_indices, x_values, w, b, ids, cnt, val, dense, relu):
+def input_forward_serial(rows: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray,
+                         x_values: np.ndarray, w: np.ndarray, b: np.ndarray, ids: np.ndarray,
+                         cnt: np.ndarray, val: np.ndarray, dense: bool, relu: bool) -> None:
     """Forward of the sparse first layer: ``val[i] = act(x_i @ w[:, ids[i]] + b[ids[i]])``.
 
     Parameters
@@ -85,7 +87,9 @@ def input_forward_serial(rows, x_indptr, x_indices, x_values, w, b, ids, cnt, va
 
 
 @njit(cache=True, parallel=True)
-def input_forward_parallel(rows, x_indptr, x_indices, x_values, w, b, ids, cnt, val, dense, relu):
+def input_forward_parallel(rows: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray,
+                           x_values: np.ndarray, w: np.ndarray, b: np.ndarray, ids: np.ndarray,
+                           cnt: np.ndarray, val: np.ndarray, dense: bool, relu: bool) -> None:
     """Parallel twin of :func:`input_forward_serial` (same arguments)."""
     for i in prange(rows.shape[0]):
         _input_forward_one(
@@ -122,8 +126,9 @@ def _input_backward_one(i, rows, x_indptr, x_indices, x_values, g, stamp, step_n
 
 
 @njit(cache=True)
-def input_backward_serial(rows, x_indptr, x_indices, x_values, g, stamp, step_no, ids, cnt, delta,
-                          dense):
+def input_backward_serial(rows: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray,
+                          x_values: np.ndarray, g: np.ndarray, stamp: np.ndarray, step_no: int,
+                          ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray, dense: bool) -> None:
     """Accumulate the first layer's weight gradient ``g[f] += x_f * delta_i`` (HOGWILD rows).
 
     Parameters
@@ -150,8 +155,10 @@ def input_backward_serial(rows, x_indptr, x_indices, x_values, g, stamp, step_no
 
 
 @njit(cache=True, parallel=True)
-def input_backward_parallel(rows, x_indptr, x_indices, x_values, g, stamp, step_no, ids, cnt,
-                            delta, dense):
+def input_backward_parallel(rows: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray,
+                            x_values: np.ndarray, g: np.ndarray, stamp: np.ndarray, step_no: int,
+                            ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray,
+                            dense: bool) -> None:
     """Parallel (HOGWILD) twin of :func:`input_backward_serial`."""
     for i in prange(rows.shape[0]):
         _input_backward_one(
@@ -185,7 +192,9 @@ def _layer_forward_one(i, w, b, prev_ids, prev_cnt, prev_val, prev_dense, ids, c
 
 
 @njit(cache=True)
-def layer_forward_serial(w, b, prev_ids, prev_cnt, prev_val, prev_dense, ids, cnt, val, relu):
+def layer_forward_serial(w: np.ndarray, b: np.ndarray, prev_ids: np.ndarray, prev_cnt: np.ndarray,
+                         prev_val: np.ndarray, prev_dense: bool, ids: np.ndarray, cnt: np.ndarray,
+                         val: np.ndarray, relu: bool) -> None:
     """Forward of a neuron-major layer: ``val[i, a] = act(w[ids[i, a]] . x_i + b[ids[i, a]])``.
 
     Parameters
@@ -206,7 +215,9 @@ def layer_forward_serial(w, b, prev_ids, prev_cnt, prev_val, prev_dense, ids, cn
 
 
 @njit(cache=True, parallel=True)
-def layer_forward_parallel(w, b, prev_ids, prev_cnt, prev_val, prev_dense, ids, cnt, val, relu):
+def layer_forward_parallel(w: np.ndarray, b: np.ndarray, prev_ids: np.ndarray,
+                           prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
+                           ids: np.ndarray, cnt: np.ndarray, val: np.ndarray, relu: bool) -> None:
     """Parallel twin of :func:`layer_forward_serial`."""
     for i in prange(cnt.shape[0]):
         _layer_forward_one(i, w, b, prev_ids, prev_cnt, prev_val, prev_dense, ids, cnt, val, relu)
@@ -249,8 +260,10 @@ def _layer_backward_one(i, w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, 
 
 
 @njit(cache=True)
-def layer_backward_serial(w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, prev_cnt, prev_val,
-                          prev_dense, prev_delta):
+def layer_backward_serial(w: np.ndarray, g: np.ndarray, gb: np.ndarray, stamp: np.ndarray,
+                          step_no: int, ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray,
+                          prev_ids: np.ndarray, prev_cnt: np.ndarray, prev_val: np.ndarray,
+                          prev_dense: bool, prev_delta: np.ndarray) -> None:
     """Accumulate a neuron-major layer's gradient and propagate delta to the previous layer.
 
     Parameters
@@ -275,8 +288,10 @@ def layer_backward_serial(w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, p
 
 
 @njit(cache=True, parallel=True)
-def layer_backward_parallel(w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, prev_cnt,
-                            prev_val, prev_dense, prev_delta):
+def layer_backward_parallel(w: np.ndarray, g: np.ndarray, gb: np.ndarray, stamp: np.ndarray,
+                            step_no: int, ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray,
+                            prev_ids: np.ndarray, prev_cnt: np.ndarray, prev_val: np.ndarray,
+                            prev_dense: bool, prev_delta: np.ndarray) -> None:
     """Parallel (HOGWILD) twin of :func:`layer_backward_serial`."""
     for i in prange(cnt.shape[0]):
         _layer_backward_one(i, w, g, gb, stamp, step_no, ids, cnt, delta, prev_ids, prev_cnt,
@@ -326,7 +341,9 @@ def _dense_backprop_one(i, delta, w, x, prev_delta):
 
 
 @njit(cache=True)
-def dense_backward_serial(w, g, gb, stamp, step_no, delta, x, prev_delta):
+def dense_backward_serial(w: np.ndarray, g: np.ndarray, gb: np.ndarray, stamp: np.ndarray,
+                          step_no: int, delta: np.ndarray, x: np.ndarray,
+                          prev_delta: np.ndarray) -> None:
     """Gradient and back-propagated delta of a dense layer fed by a dense layer.
 
     Parameters
@@ -351,7 +368,9 @@ def dense_backward_serial(w, g, gb, stamp, step_no, delta, x, prev_delta):
 
 
 @njit(cache=True, parallel=True)
-def dense_backward_parallel(w, g, gb, stamp, step_no, delta, x, prev_delta):
+def dense_backward_parallel(w: np.ndarray, g: np.ndarray, gb: np.ndarray, stamp: np.ndarray,
+                            step_no: int, delta: np.ndarray, x: np.ndarray,
+                            prev_delta: np.ndarray) -> None:
     """Parallel twin of :func:`dense_backward_serial` (rows, then samples, owned by one worker)."""
     for j in prange(w.shape[0]):
         _dense_grad_row(j, delta, x, g, gb, stamp, step_no)
@@ -397,7 +416,9 @@ def _softmax_loss_one(i, rows, y_indptr, y_indices, ids, cnt, val, labels_first,
 
 
 @njit(cache=True)
-def softmax_loss_serial(rows, y_indptr, y_indices, ids, cnt, val, labels_first, loss):
+def softmax_loss_serial(rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
+                        ids: np.ndarray, cnt: np.ndarray, val: np.ndarray, labels_first: bool,
+                        loss: np.ndarray) -> None:
     """Softmax cross-entropy over each sample's active neurons, target ``1/|labels|`` per label.
 
     Parameters
@@ -421,14 +442,16 @@ def softmax_loss_serial(rows, y_indptr, y_indices, ids, cnt, val, labels_first, 
 
 
 @njit(cache=True, parallel=True)
-def softmax_loss_parallel(rows, y_indptr, y_indices, ids, cnt, val, labels_first, loss):
+def softmax_loss_parallel(rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
+                          ids: np.ndarray, cnt: np.ndarray, val: np.ndarray, labels_first: bool,
+                          loss: np.ndarray) -> None:
     """Parallel twin of :func:`softmax_loss_serial`."""
     for i in prange(cnt.shape[0]):
         _softmax_loss_one(i, rows, y_indptr, y_indices, ids, cnt, val, labels_first, loss)
 
 
 @njit(cache=True)
-def scatter_bias_grad(ids, cnt, delta, gb):
+def scatter_bias_grad(ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray, gb: np.ndarray) -> bool:
     """Sum the batch's deltas into a bias gradient, serially (deterministic, no race).
 
     Used for the first layer, whose bias every sample touches (a HOGWILD add there would collide

@@ -26,9 +26,12 @@ from numba import njit, prange
 from slide_engine.engine.config import HashConfig
 from slide_engine.lsh import (
     DecayingSchedule,
+    HashFunctions,
     LSHIndex,
     ReferenceSchedule,
+    SelectPolicy,
     SelectScratch,
+    TableArrays,
     make_policy,
     out_capacity,
     query_dense,
@@ -61,8 +64,12 @@ def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, p
 
 
 @njit(cache=True)
-def select_dense_serial(hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val, prev_dense,
-                        xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
+                        weights: np.ndarray, scr: SelectScratch, prev_ids: np.ndarray,
+                        prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
+                        xbuf: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
+                        y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
+                        cnt: np.ndarray) -> None:
     """Active sets of a layer whose input is the previous layer's activations.
 
     Parameters
@@ -88,8 +95,12 @@ def select_dense_serial(hf, tables, policy, weights, scr, prev_ids, prev_cnt, pr
 
 
 @njit(cache=True, parallel=True)
-def select_dense_parallel(hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
-                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+def select_dense_parallel(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
+                          weights: np.ndarray, scr: SelectScratch, prev_ids: np.ndarray,
+                          prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
+                          xbuf: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
+                          y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
+                          cnt: np.ndarray) -> None:
     """Parallel twin of :func:`select_dense_serial`."""
     for i in prange(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
@@ -109,8 +120,11 @@ def _select_sparse_one(i, hf, tables, policy, weights, scr, rows, x_indptr, x_in
 
 
 @njit(cache=True)
-def select_sparse_serial(hf, tables, policy, weights, scr, rows, x_indptr, x_indices, x_values,
-                         y_indptr, y_indices, with_labels, ids, cnt):
+def select_sparse_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
+                         weights: np.ndarray, scr: SelectScratch, rows: np.ndarray,
+                         x_indptr: np.ndarray, x_indices: np.ndarray, x_values: np.ndarray,
+                         y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
+                         ids: np.ndarray, cnt: np.ndarray) -> None:
     """Active sets of the first layer, hashing the sparse input rows (CSR of the dataset).
 
     ``weights`` is float32 (n_out, D), read by exact-top-k only; other arguments as in
@@ -122,8 +136,11 @@ def select_sparse_serial(hf, tables, policy, weights, scr, rows, x_indptr, x_ind
 
 
 @njit(cache=True, parallel=True)
-def select_sparse_parallel(hf, tables, policy, weights, scr, rows, x_indptr, x_indices, x_values,
-                           y_indptr, y_indices, with_labels, ids, cnt):
+def select_sparse_parallel(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
+                           weights: np.ndarray, scr: SelectScratch, rows: np.ndarray,
+                           x_indptr: np.ndarray, x_indices: np.ndarray, x_values: np.ndarray,
+                           y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
+                           ids: np.ndarray, cnt: np.ndarray) -> None:
     """Parallel twin of :func:`select_sparse_serial`."""
     for i in prange(rows.shape[0]):
         _select_sparse_one(i, hf, tables, policy, weights, scr, rows, x_indptr, x_indices,
