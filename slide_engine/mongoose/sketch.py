@@ -50,8 +50,10 @@ def _sketch_rows_body(
     return out
 
 
-_sketch_rows_serial = njit(cache=True)(_sketch_rows_body)
-_sketch_rows_parallel = njit(cache=True, parallel=True)(_sketch_rows_body)
+# fastmath lets the dot products vectorise (6.7x at 670K x 128, 16 bits); only signs of sums
+# within float32 rounding of zero can differ from a sequential sum, which no caller relies on.
+_sketch_rows_serial = njit(cache=True, fastmath=True)(_sketch_rows_body)
+_sketch_rows_parallel = njit(cache=True, fastmath=True, parallel=True)(_sketch_rows_body)
 
 
 def sketch_rows(
