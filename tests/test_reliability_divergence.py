@@ -183,7 +183,8 @@ def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path)
     assert side["status"] == "diverged" and reason.endswith(f" {side['iterations']}")
     # the summary says where the run stopped (not the iteration of its last evaluation row)
     assert summary.loc["slide-diverges", "iterations"] == side["iterations"]
-    assert summary.loc["slide-diverges", "train_seconds"] == pytest.approx(side["train_seconds"], rel=1e-3)
+    seconds = summary.loc["slide-diverges", "train_seconds"]
+    assert seconds == pytest.approx(side["train_seconds"], rel=1e-3)
     assert summary.loc["slide", "iterations"] == 32
     for figure in ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy"):
         assert (tmp_path / "results" / "plots" / "tiny" / f"{figure}.png").stat().st_size > 0
