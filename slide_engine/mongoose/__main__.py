@@ -1,15 +1,23 @@
 """``python -m slide_engine.mongoose compare``: fixed-schedule SLIDE vs MONGOOSE on one dataset.
 
-Examples::
+Examples (the runs reported for issue 7; ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core box)::
 
-    # Bibtex (split 1 of the repository zip)
+    # Bibtex (split 1 of the repository zip), 200 epochs = 7,800 iterations
     python -m slide_engine.mongoose compare --bibtex ../shared/data/bibtex/Bibtex.zip \
-        --out-dir results/mongoose/bibtex --set lr=0.001 --set run.epochs=30
+        --out-dir results/mongoose/bibtex-s0 --set run.seed=0 --set lr=0.001 \
+        --set run.epochs=200 --set run.eval_every=1000 --set output.hash.k=4 \
+        --set output.hash.l=10 --set output.hash.min_active=16 --set mongoose.threshold=0.05
+    # the same fixed schedule without hash redraws: --methods slide
+    #     --set output.hash.redraw_every=0
 
-    # a training subset of the amazon670k-like synthetic preset
+    # a 30,000-point training subset of the amazon670k-like synthetic preset (all 670,091 labels)
     python -m slide_engine.mongoose compare --synthetic amazon670k-like \
-        --synth-set n_train=50000 --synth-set n_test=5000 --out-dir results/mongoose/amazon \
-        --set output.hash.family=simhash --set run.max_iterations=2000
+        --synth-set n_train=30000 --synth-set n_test=3000 \
+        --methods slide,slide-mongoose-scheduler --out-dir results/mongoose/amazon-30k \
+        --set lr=0.001 --set output.hash.family=dwta --set output.hash.k=6 \
+        --set output.hash.l=50 --set output.hash.n_buckets=262144 \
+        --set output.hash.min_active=300 --set run.epochs=4 --set run.eval_every=235 \
+        --set run.eval_points=500 --set mongoose.threshold=0.05
 
 Keys of ``--set``: the engine's :class:`~slide_engine.engine.SlideConfig` fields, ``run.*``
 (:class:`~slide_engine.harness.RunSettings`) and ``mongoose.*``
