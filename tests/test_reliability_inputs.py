@@ -123,7 +123,7 @@ def training_cases(f: dict[str, Path], out: Path) -> dict[str, tuple[list[str], 
     cases.update({
         "truncated-npz": (argv(f["truncated.npz"]), r"truncated.npz: corrupt or unreadable"),
         "pickled-npz": (argv(f["pickled.npz"]), r"pickled.npz: .*(pickle|object|corrupt)"),
-        "missing-file": (argv(f["dir"] / "nope.npz"), r"nope.npz: .*No such file"),
+        "missing-file": (argv(f["dir"] / "nope.npz"), r"nope.npz: No such file: check the path"),
         "missing-txt": (argv(f["dir"] / "nope.txt"), r"nope.txt: .*No such file"),
         "folder-as-data": (argv(f["dir"]), r"unknown dataset suffix"),
         "csv-suffix": (argv(f["points.csv"]), r"points.csv: unknown dataset suffix"),

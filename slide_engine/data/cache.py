@@ -49,9 +49,13 @@ def load_npz(path: str | Path) -> XCData:
     ------
     DataFormatError
         When the file is missing, corrupt, truncated, of another format version, or its
-        arrays have wrong keys, dtypes, shapes or contents. The message says to delete it.
+        arrays have wrong keys, dtypes, shapes or contents. The message says what to do.
     """
     path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(
+            path, None, None, "No such file: check the path, or run the generate/prepare step"
+        )
     fix = "delete it and run the generate/prepare step again"
     try:
         with np.load(path, allow_pickle=False) as npz:
