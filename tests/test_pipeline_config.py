@@ -37,7 +37,8 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize("configfile", CONFIGS)
 def test_dry_run_plans_one_training_job_per_grid_point(configfile):
-    proc = snakemake("-n", "--configfile", configfile)
+    # --forceall: plan every job even when an earlier run in this checkout left results
+    proc = snakemake("-n", "--forceall", "--configfile", configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = yaml.safe_load((REPO / configfile).read_text())
     grid = config["grid"]
@@ -59,7 +60,7 @@ def test_dry_run_plans_one_training_job_per_grid_point(configfile):
 
 
 def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
-    proc = snakemake("-n", "-p", "--configfile", "config/config.yaml")
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/config.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines()
                 if "slide-mongoose-cpu-t2-s1/curve.csv" in ln and "python -m slide_engine" in ln)
@@ -109,7 +110,7 @@ def test_schema_fills_defaults_of_omitted_sections(tmp_path):
             config.pop(key)
         config["target"] = {"p_at_1": 0.2}
 
-    proc = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, minimal)))
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", str(write_config(tmp_path, minimal)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # defaults: cpu, 1 thread, seed 0, 1 epoch, eval every 50 iterations, batch 128
     counts = job_counts(proc.stdout)
