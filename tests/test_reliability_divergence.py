@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,9 @@ def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path)
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(tmp_path), "--configfile", str(configfile), "--cores", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
+        # jobs run in tmp_path: make them use this checkout whatever an installed copy points at
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])},
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     summary = pd.read_csv(tmp_path / "results" / "summary.csv").set_index("method")
