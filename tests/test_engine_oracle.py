@@ -45,8 +45,9 @@ def neuron_major(net: SlideNetwork) -> tuple[list[np.ndarray], list[np.ndarray]]
     return ws, [layer.b.astype(np.float64) for layer in net.layers]
 
 
-def make_net(hidden, output, adam="lazy", data=None, threads=1):
-    cfg = SlideConfig(hidden=hidden, output=output, lr=LR, init_std=0.3, adam=adam)
+def make_net(hidden, output, adam="lazy", data=None, threads=1, accumulate="hogwild"):
+    cfg = SlideConfig(hidden=hidden, output=output, lr=LR, init_std=0.3, adam=adam,
+                      accumulate=accumulate)
     net = SlideNetwork(cfg, seed=3, threads=threads)
     net.prepare(data if data is not None else toy_data())
     return net
@@ -106,6 +107,17 @@ def test_sampled_path_with_every_neuron_active_matches_reference():
     check_step(net, ROWS, use_active=False)
 
 
+@pytest.mark.parametrize("accumulate", ["hogwild", "rows"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_sampled_output_gradient_matches_reference(accumulate, depth):
+    # the paper's network (dense hidden layers, sampled output), HOGWILD or row-owned sums
+    out = HashConfig(family="simhash", policy="random", min_active=6, k=3, l=3, n_buckets=8)
+    hidden = [LayerConfig(units=8), LayerConfig(units=6)][:depth]
+    net = make_net(hidden, OutputConfig(sampled=True, hash=out), accumulate=accumulate)
+    check_step(net, ROWS, use_active=True)
+    assert (net.layers[-1].g.size == 0) == (accumulate == "rows")  # no accumulator stored
+
+
 @pytest.mark.parametrize("policy", ["random", "union"])
 def test_sampled_subset_step_matches_reference(policy):
     out = HashConfig(family="simhash", policy=policy, min_active=6, k=3, l=3, n_buckets=8)
@@ -126,6 +138,20 @@ def test_sampled_first_layer_matches_reference():
     net = make_net([LayerConfig(units=8, sampled=True, hash=first)],
                    OutputConfig(sampled=False))
     check_step(net, ROWS, use_active=True)
+
+
+def test_row_owned_and_hogwild_gradients_train_alike():
+    # one thread: both sum a row's gradient over its samples in sample order
+    out = HashConfig(family="simhash", policy="union", min_active=6, k=3, l=3, n_buckets=8)
+    nets = [make_net([LayerConfig(units=8)], OutputConfig(sampled=True, hash=out), accumulate=a)
+            for a in ("hogwild", "rows")]
+    for step in range(6):
+        rows = np.roll(ROWS, step)
+        losses = [net.train_batch(rows) for net in nets]
+        assert rel(losses[1], losses[0]) <= RTOL
+    for a, b in zip(nets[0].layers, nets[1].layers, strict=True):
+        assert rel(b.w, a.w) <= RTOL and rel(b.b, a.b) <= RTOL
+        assert np.array_equal(a.row_step, b.row_step)
 
 
 def test_sparse_softmax_is_dense_softmax_restricted_and_renormalised():

@@ -62,7 +62,10 @@ MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfi
     mongoose=MongooseConfig(check_every=3, threshold=1e-6))))
 
 
-@pytest.mark.parametrize("config", [CONFIG, MONGOOSE], ids=["reference", "mongoose"])
+ROWS = SlideConfig(lr=1e-3, accumulate="rows", output=CONFIG.output)
+
+
+@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, ROWS], ids=["reference", "mongoose", "rows"])
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
     net, _ = trained(train, 6, config)

@@ -105,6 +105,10 @@ class SlideConfig:
     #: "lazy" updates only rows that got gradient (per-row bias correction): cost scales with
     #: the active set, as the paper describes; "dense" updates every row every batch, as the code
     adam: Literal["lazy", "dense"] = "lazy"
+    #: gradients of a sampled layer on a dense input: "hogwild" adds each sample's gradient into
+    #: a shared accumulator without locks (the paper); "rows" sums each touched row's gradient
+    #: once, on one worker, fused with its Adam step (no accumulator, no race; lazy Adam only)
+    accumulate: Literal["hogwild", "rows"] = "hogwild"
     #: scratch memory for dense evaluation scores (chunks of test points are scored at once)
     eval_chunk_mb: int = 256
 
@@ -113,6 +117,8 @@ class SlideConfig:
             raise ValueError("lr, init_std and eps must be positive (and finite)")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError("beta1 and beta2 must be in [0, 1)")
+        if self.accumulate == "rows" and self.adam != "lazy":
+            raise ValueError("accumulate='rows' updates only touched rows: it needs adam='lazy'")
         if self.eval_chunk_mb < 1:
             raise ValueError("eval_chunk_mb must be >= 1")
         for i, layer in enumerate(self.hidden):

@@ -27,6 +27,12 @@ import numpy as np
 from numba import njit, prange
 
 from slide_engine.engine.adam import adam_rows_parallel, adam_rows_serial
+from slide_engine.engine.rowwise import (
+    backprop_parallel,
+    backprop_serial,
+    fused_adam_parallel,
+    fused_adam_serial,
+)
 
 # ---------------------------------------------------------------- first layer (sparse input)
 
@@ -491,12 +497,14 @@ class KernelSet(NamedTuple):
     dense_backward: Callable
     softmax_loss: Callable
     adam_rows: Callable
+    backprop: Callable
+    fused_adam: Callable
     parallel: bool
 
 
 SERIAL = KernelSet(input_forward_serial, input_backward_serial, layer_forward_serial,
                    layer_backward_serial, dense_backward_serial, softmax_loss_serial,
-                   adam_rows_serial, False)
+                   adam_rows_serial, backprop_serial, fused_adam_serial, False)
 PARALLEL = KernelSet(input_forward_parallel, input_backward_parallel, layer_forward_parallel,
                      layer_backward_parallel, dense_backward_parallel, softmax_loss_parallel,
-                     adam_rows_parallel, True)
+                     adam_rows_parallel, backprop_parallel, fused_adam_parallel, True)

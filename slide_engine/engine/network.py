@@ -42,6 +42,7 @@ from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
+from slide_engine.engine.rowwise import group_pairs, pair_buffers
 from slide_engine.engine.sampling import LayerSampler
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
@@ -103,6 +104,9 @@ class SlideNetwork:
         self._specs: list[LayerConfig | OutputConfig] = [*self.config.hidden, self.config.output]
         self.method = _method_name(self._specs)
         self._samplers: dict[int, LayerSampler] = {}
+        self._rowwise: set[int] = set()  # sampled layers whose gradient is summed per row
+        self._pairs: dict[int, dict[str, np.ndarray]] = {}
+        self._n_unique: dict[int, int] = {}
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
         self._step = 0
@@ -129,11 +133,18 @@ class SlideNetwork:
         self._max_labels = max_labels
         self._widths = [spec.units for spec in self.config.hidden] + [n_labels]
         self.layers = []
+        sampled = {i for i, spec in enumerate(self._specs) if spec.sampled}
+        self._rowwise = (
+            {i for i in sampled if i > 0 and i - 1 not in sampled}
+            if self.config.accumulate == "rows"
+            else set()
+        )
         n_in = n_features
         for index, n_out in enumerate(self._widths):
             rng = np.random.default_rng([self.seed, index])
             self.layers.append(
-                init_layer(n_in, n_out, index == 0, self.config.init, self.config.init_std, rng)
+                init_layer(n_in, n_out, index == 0, self.config.init, self.config.init_std, rng,
+                           with_grad=index not in self._rowwise)
             )
             n_in = n_out
         last = len(self._widths) - 1
@@ -236,7 +247,7 @@ class SlideNetwork:
             self._backward(k, train, rows, buf, step)
             timers["backward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._update(k, step)
+            self._update(k, step, rows.shape[0])
             timers["update"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             self._maintain(step, buf)
@@ -296,6 +307,13 @@ class SlideNetwork:
             if index not in self._samplers and p not in self._samplers:
                 k.dense_backward(layer.w, layer.g, layer.gb, layer.stamp, step, deltas[index],
                                  buf.val[p], deltas[p])
+            elif index in self._rowwise:
+                k.backprop(layer.w, buf.ids[index], buf.cnt[index], deltas[index], buf.val[p],
+                           buf.cnt[p], deltas[p])
+                pairs = self._pairs[index]
+                self._n_unique[index] = group_pairs(
+                    buf.ids[index], buf.cnt[index], deltas[index], pairs["slot_of"],
+                    pairs["unique"], pairs["u_ptr"], pairs["pair_sample"], pairs["pair_delta"])
             else:
                 k.layer_backward(layer.w, layer.g, layer.gb, layer.stamp, step, buf.ids[index],
                                  buf.cnt[index], deltas[index], *buf.layer(p),
@@ -307,12 +325,19 @@ class SlideNetwork:
         if scatter_bias_grad(buf.ids[0], buf.cnt[0], deltas[0], first.gb):
             first.bias_stamp[0] = step
 
-    def _update(self, k: KernelSet, step: int) -> None:
+    def _update(self, k: KernelSet, step: int, batch: int) -> None:
         cfg = self.config
         if self._corr.shape[0] <= step:  # grows geometrically: rare, and outside the row loops
             self._corr = bias_correction(cfg.beta1, cfg.beta2, 2 * step + 1024)
         hyper = (cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr)
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
+            if index in self._rowwise:  # gradient summed per row, fused with the Adam step
+                p = self._pairs[index]
+                k.fused_adam(self._n_unique[index], p["unique"], p["u_ptr"], p["pair_sample"],
+                             p["pair_delta"], self._buffers.val[index - 1][:batch], layer.w,
+                             layer.m, layer.v, layer.b, layer.mb, layer.vb, layer.row_step,
+                             layer.stamp, step, *hyper[1:], p["gacc"])
+                continue
             k.adam_rows(layer.w, layer.g, layer.m, layer.v, *layer.bias_rows(), layer.row_step,
                         layer.stamp, step, *hyper)
         first = self.layers[0]  # its bias is one optimiser row of its own
@@ -580,6 +605,12 @@ class SlideNetwork:
     def _batch_buffers(self, batch: int) -> BatchBuffers:
         if self._buffers is None or self._buffers.batch < batch:
             self._buffers = BatchBuffers(self._widths, self._caps(), batch)
+            self._pairs = {
+                i: pair_buffers(self._widths[i], self.layers[i].n_in,
+                                batch * self._buffers.ids[i].shape[1])
+                for i in self._rowwise
+            }
+            self._n_unique = dict.fromkeys(self._rowwise, 0)
         return self._buffers.view(batch)
 
 

@@ -104,6 +104,7 @@ def init_layer(
     init: str,
     std: float,
     rng: np.random.Generator,
+    with_grad: bool = True,
 ) -> LayerParams:
     """Allocate and initialise one layer.
 
@@ -121,6 +122,9 @@ def init_layer(
         Standard deviation of ``normal``.
     rng : numpy.random.Generator
         Source of the initial values.
+    with_grad : bool
+        Allocate the gradient accumulator ``g``; False for a layer whose gradient is summed
+        per row at update time (``g`` is then empty, shape (0, C)).
 
     Returns
     -------
@@ -143,7 +147,7 @@ def init_layer(
     rows = shape[0]
     return LayerParams(
         w=w,
-        g=np.zeros(shape, dtype=np.float32),
+        g=np.zeros(shape if with_grad else (0, shape[1]), dtype=np.float32),
         m=np.zeros(shape, dtype=np.float32),
         v=np.zeros(shape, dtype=np.float32),
         b=b,
