@@ -40,7 +40,7 @@ def make_model(
     Returns
     -------
     SlideNetwork
-        With ``method`` as its curve name.
+        Its curve name (set by the engine from the schedule) is ``method``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {METHODS}")
@@ -48,9 +48,7 @@ def make_model(
         settings = replace(mongoose, learn=method == "slide-mongoose")
         hashing = replace(config.output.hash, schedule="mongoose", mongoose=settings)
         config = replace(config, output=replace(config.output, hash=hashing))
-    model = SlideNetwork(config, seed=seed, threads=threads)
-    model.method = method
-    return model
+    return SlideNetwork(config, seed=seed, threads=threads)
 
 
 def summarize(method: str, curve: list[dict[str, object]], train_seconds: float) -> dict:
