@@ -14,7 +14,7 @@ API::
     SlideConfig(hidden=[LayerConfig(units=128, sampled=False, hash=HashConfig())],
                 output=OutputConfig(sampled=True, hash=HashConfig()),
                 init="normal", init_std=0.01, lr=1e-4, beta1=0.9, beta2=0.999, eps=1e-8,
-                adam="lazy", eval_chunk_mb=256)
+                adam="lazy", accumulate="hogwild", eval_chunk_mb=256)
     HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
                replacement="fifo", packing="concat", bin_size=8, policy="union",
                min_active=1000, threshold=2, schedule="reference", rebuild_every=50,
@@ -30,7 +30,9 @@ Design decisions (see the modules for detail):
   compiled serial (one thread: bit-deterministic) and parallel (``prange``, HOGWILD: gradient rows
   are added to without locks; structures are never shared for writing). A dense layer fed by a
   dense layer, and the first layer's bias, are reduced without races instead, since every sample
-  touches them.
+  touches them. ``accumulate="rows"`` (:mod:`~slide_engine.engine.rowwise`) replaces HOGWILD for
+  sampled layers on a dense input by a per-row gradient sum fused with lazy Adam (no gradient
+  array, no race; faster when samples share active neurons, e.g. SimHash K=9).
 - Loss: softmax cross-entropy against ``1/|labels|`` on each label, normalised over each sample's
   active output neurons (labels always active in training). A sample without labels contributes
   no loss and no gradient; the batch loss is the mean over labelled samples.
