@@ -182,7 +182,7 @@ BASELINE_ONLY = {
     "dense-feed-with-sampled": (["model=sampled", "label_feeding=dense-float64"],
                                 r"label_feeding=dense-float64 .* use it with model=full"),
     "sampler-unknown": (["sampler=zipf"], r"config.sampler: 'zipf' is not one of"),
-    "hidden-0": (["hidden=0"], r"hidden and eval_chunk must be >= 1"),
+    "hidden-0": (["hidden=0"], r"hidden and eval_chunk(_mb)? must be >= 1"),
     "engine-key": (["output.hash.k=6"], r"unknown key 'output'"),
 }
 
