@@ -136,7 +136,7 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
         config["methods"] = {"slide": config["methods"]["slide"]}
         config["methods"]["slide"]["set"]["run.checkpoint_every_s"] = 0.5
         config["grid"].update(threads=[1], seeds=[0])
-        config["budget"].update(epochs=3, time_budget=None, eval_every=4)
+        config["budget"].update(epochs=50, time_budget=None, eval_every=4)
         config["target"] = {"p_at_1": 0.01}
 
     configfile = absolute_config(tmp_path, one_slow_run)
@@ -152,7 +152,9 @@ def test_a_killed_training_job_resumes_from_its_checkpoint(tmp_path):
             assert proc.poll() is None, "the job ended before writing a checkpoint"
             assert time.monotonic() < deadline, "no checkpoint after 10 minutes"
             time.sleep(0.2)
-        time.sleep(1.0)
+        # kill soon after the first checkpoint: the run is long (50 epochs) so it cannot finish
+        # (and remove its checkpoint) before the kill, even on an idle machine
+        time.sleep(0.3)
         partial = pd.read_csv(work / "curve.csv")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # a hard kill: snakemake and the engine at once
