@@ -23,6 +23,7 @@ touched); the returned loss is the mean over the batch's labelled samples.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import threadpoolctl
 
 from slide_engine.checkpoint import load_checkpoint, save_checkpoint
 from slide_engine.cli import from_dict
@@ -56,12 +58,22 @@ _PHASES = ("hash", "forward", "backward", "update", "tables")
 _MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
 
 
+@functools.cache
+def _blas_controller() -> threadpoolctl.ThreadpoolController:
+    # discovering the loaded BLAS libraries costs ~0.4 ms; limiting through a kept controller
+    # costs ~20 us, cheap enough to do around every batch
+    return threadpoolctl.ThreadpoolController()
+
+
 @contextmanager
 def _numba_threads(n: int) -> Iterator[None]:
+    # The thread budget covers BLAS too: table rebuilds (SimHash as BLAS products) and the
+    # MONGOOSE hash fit call NumPy's matmul, whose OpenBLAS pool would otherwise use every core
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        yield
+        with _blas_controller().limit(limits=n, user_api="blas"):
+            yield
     finally:
         numba.set_num_threads(previous)
 
@@ -90,8 +102,9 @@ class SlideNetwork:
 
     device = "cpu"
 
-    def __init__(self, config: SlideConfig | None = None, *, seed: int = 0,
-                 threads: int = 1) -> None:
+    def __init__(
+        self, config: SlideConfig | None = None, *, seed: int = 0, threads: int = 1
+    ) -> None:
         if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
             raise ConfigError(
                 f"threads must be in [1, {numba.config.NUMBA_NUM_THREADS}] on this machine, "
@@ -143,17 +156,30 @@ class SlideNetwork:
         for index, n_out in enumerate(self._widths):
             rng = np.random.default_rng([self.seed, index])
             self.layers.append(
-                init_layer(n_in, n_out, index == 0, self.config.init, self.config.init_std, rng,
-                           with_grad=index not in self._rowwise)
+                init_layer(
+                    n_in,
+                    n_out,
+                    index == 0,
+                    self.config.init,
+                    self.config.init_std,
+                    rng,
+                    with_grad=index not in self._rowwise,
+                )
             )
             n_in = n_out
         last = len(self._widths) - 1
         try:
             self._samplers = {
-                index: LayerSampler(spec.hash, self.layers[index].n_out, self.layers[index].n_in,
-                                    is_output=index == last,
-                                    max_labels=max_labels, seed=self.seed, layer_index=index,
-                                    threads=self.threads)
+                index: LayerSampler(
+                    spec.hash,
+                    self.layers[index].n_out,
+                    self.layers[index].n_in,
+                    is_output=index == last,
+                    max_labels=max_labels,
+                    seed=self.seed,
+                    layer_index=index,
+                    threads=self.threads,
+                )
                 for index, spec in enumerate(self._specs)
                 if spec.sampled
             }
@@ -240,8 +266,16 @@ class SlideNetwork:
                 timers["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ids, cnt, val = buf.layer(last)
-            k.softmax_loss(rows, train.y_indptr, train.y_indices, ids, cnt, val,
-                           last in self._samplers, buf.loss)
+            k.softmax_loss(
+                rows,
+                train.y_indptr,
+                train.y_indices,
+                ids,
+                cnt,
+                val,
+                last in self._samplers,
+                buf.loss,
+            )
             timers["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             self._backward(k, train, rows, buf, step)
@@ -269,59 +303,148 @@ class SlideNetwork:
                 step, layer.w, layer.b, (buf.ids[index], buf.cnt[index]) if lazy else None, inputs
             )
 
-    def _select(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
-                buf: BatchBuffers, with_labels: bool,
-                scratch: SelectScratch | None = None) -> None:
+    def _select(
+        self,
+        k: KernelSet,
+        index: int,
+        data: XCData,
+        rows: np.ndarray,
+        buf: BatchBuffers,
+        with_labels: bool,
+        scratch: SelectScratch | None = None,
+    ) -> None:
         sampler = self._samplers[index]
         ids, cnt, _ = buf.layer(index)
         if index == 0:
-            sampler.select_sparse(k.parallel, self.layers[0].w.T, rows,
-                                  (data.x_indptr, data.x_indices, data.x_values),
-                                  data.y_indptr, data.y_indices, with_labels, ids, cnt, scratch)
+            sampler.select_sparse(
+                k.parallel,
+                self.layers[0].w.T,
+                rows,
+                (data.x_indptr, data.x_indices, data.x_values),
+                data.y_indptr,
+                data.y_indices,
+                with_labels,
+                ids,
+                cnt,
+                scratch,
+            )
         else:
-            sampler.select_dense(k.parallel, self.layers[index].w, buf.layer(index - 1),
-                                 index - 1 not in self._samplers, rows, data.y_indptr,
-                                 data.y_indices, with_labels, ids, cnt, scratch)
+            sampler.select_dense(
+                k.parallel,
+                self.layers[index].w,
+                buf.layer(index - 1),
+                index - 1 not in self._samplers,
+                rows,
+                data.y_indptr,
+                data.y_indices,
+                with_labels,
+                ids,
+                cnt,
+                scratch,
+            )
 
-    def _forward(self, k: KernelSet, index: int, data: XCData, rows: np.ndarray,
-                 buf: BatchBuffers, relu: bool, dense_inputs: bool) -> None:
+    def _forward(
+        self,
+        k: KernelSet,
+        index: int,
+        data: XCData,
+        rows: np.ndarray,
+        buf: BatchBuffers,
+        relu: bool,
+        dense_inputs: bool,
+    ) -> None:
         # dense_inputs: every layer below is dense (inference without hashing)
         layer = self.layers[index]
         ids, cnt, val = buf.layer(index)
         dense = dense_inputs or index not in self._samplers
         if index == 0:
-            k.input_forward(rows, data.x_indptr, data.x_indices, data.x_values, layer.w, layer.b,
-                            ids, cnt, val, dense, relu)
+            k.input_forward(
+                rows,
+                data.x_indptr,
+                data.x_indices,
+                data.x_values,
+                layer.w,
+                layer.b,
+                ids,
+                cnt,
+                val,
+                dense,
+                relu,
+            )
         else:
             prev_dense = dense_inputs or index - 1 not in self._samplers
-            k.layer_forward(layer.w, layer.b, *buf.layer(index - 1), prev_dense, ids, cnt, val,
-                            relu)
+            k.layer_forward(
+                layer.w, layer.b, *buf.layer(index - 1), prev_dense, ids, cnt, val, relu
+            )
 
-    def _backward(self, k: KernelSet, data: XCData, rows: np.ndarray, buf: BatchBuffers,
-                  step: int) -> None:
+    def _backward(
+        self, k: KernelSet, data: XCData, rows: np.ndarray, buf: BatchBuffers, step: int
+    ) -> None:
         # the output layer's delta lives in its value buffer (written by softmax_loss)
         deltas = [*buf.delta[:-1], buf.val[-1]]
         for index in range(len(self.layers) - 1, 0, -1):
             layer = self.layers[index]
             p = index - 1
             if index not in self._samplers and p not in self._samplers:
-                k.dense_backward(layer.w, layer.g, layer.gb, layer.stamp, step, deltas[index],
-                                 buf.val[p], deltas[p])
+                k.dense_backward(
+                    layer.w,
+                    layer.g,
+                    layer.gb,
+                    layer.stamp,
+                    step,
+                    deltas[index],
+                    buf.val[p],
+                    deltas[p],
+                )
             elif index in self._rowwise:
-                k.backprop(layer.w, buf.ids[index], buf.cnt[index], deltas[index], buf.val[p],
-                           buf.cnt[p], deltas[p])
+                k.backprop(
+                    layer.w,
+                    buf.ids[index],
+                    buf.cnt[index],
+                    deltas[index],
+                    buf.val[p],
+                    buf.cnt[p],
+                    deltas[p],
+                )
                 pairs = self._pairs[index]
                 self._n_unique[index] = group_pairs(
-                    buf.ids[index], buf.cnt[index], deltas[index], pairs["slot_of"],
-                    pairs["unique"], pairs["u_ptr"], pairs["pair_sample"], pairs["pair_delta"])
+                    buf.ids[index],
+                    buf.cnt[index],
+                    deltas[index],
+                    pairs["slot_of"],
+                    pairs["unique"],
+                    pairs["u_ptr"],
+                    pairs["pair_sample"],
+                    pairs["pair_delta"],
+                )
             else:
-                k.layer_backward(layer.w, layer.g, layer.gb, layer.stamp, step, buf.ids[index],
-                                 buf.cnt[index], deltas[index], *buf.layer(p),
-                                 p not in self._samplers, deltas[p])
+                k.layer_backward(
+                    layer.w,
+                    layer.g,
+                    layer.gb,
+                    layer.stamp,
+                    step,
+                    buf.ids[index],
+                    buf.cnt[index],
+                    deltas[index],
+                    *buf.layer(p),
+                    p not in self._samplers,
+                    deltas[p],
+                )
         first = self.layers[0]
-        k.input_backward(rows, data.x_indptr, data.x_indices, data.x_values, first.g,
-                         first.stamp, step, buf.ids[0], buf.cnt[0], deltas[0],
-                         0 not in self._samplers)
+        k.input_backward(
+            rows,
+            data.x_indptr,
+            data.x_indices,
+            data.x_values,
+            first.g,
+            first.stamp,
+            step,
+            buf.ids[0],
+            buf.cnt[0],
+            deltas[0],
+            0 not in self._samplers,
+        )
         if scatter_bias_grad(buf.ids[0], buf.cnt[0], deltas[0], first.gb):
             first.bias_stamp[0] = step
 
@@ -333,17 +456,49 @@ class SlideNetwork:
         for index, layer in enumerate(self.layers):
             if index in self._rowwise:  # gradient summed per row, fused with the Adam step
                 p = self._pairs[index]
-                k.fused_adam(self._n_unique[index], p["unique"], p["u_ptr"], p["pair_sample"],
-                             p["pair_delta"], self._buffers.val[index - 1][:batch], layer.w,
-                             layer.m, layer.v, layer.b, layer.mb, layer.vb, layer.row_step,
-                             layer.stamp, step, *hyper[1:], p["gacc"])
+                k.fused_adam(
+                    self._n_unique[index],
+                    p["unique"],
+                    p["u_ptr"],
+                    p["pair_sample"],
+                    p["pair_delta"],
+                    self._buffers.val[index - 1][:batch],
+                    layer.w,
+                    layer.m,
+                    layer.v,
+                    layer.b,
+                    layer.mb,
+                    layer.vb,
+                    layer.row_step,
+                    layer.stamp,
+                    step,
+                    *hyper[1:],
+                    p["gacc"],
+                )
                 continue
-            k.adam_rows(layer.w, layer.g, layer.m, layer.v, *layer.bias_rows(), layer.row_step,
-                        layer.stamp, step, *hyper)
+            k.adam_rows(
+                layer.w,
+                layer.g,
+                layer.m,
+                layer.v,
+                *layer.bias_rows(),
+                layer.row_step,
+                layer.stamp,
+                step,
+                *hyper,
+            )
         first = self.layers[0]  # its bias is one optimiser row of its own
-        SERIAL.adam_rows(first.b[None, :], first.gb[None, :], first.mb[None, :],
-                         first.vb[None, :], *NO_BIAS, first.bias_step, first.bias_stamp, step,
-                         *hyper)
+        SERIAL.adam_rows(
+            first.b[None, :],
+            first.gb[None, :],
+            first.mb[None, :],
+            first.vb[None, :],
+            *NO_BIAS,
+            first.bias_step,
+            first.bias_stamp,
+            step,
+            *hyper,
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -382,9 +537,19 @@ class SlideNetwork:
                     self._forward(PARALLEL, index, data, rows, buf, relu=True, dense_inputs=True)
                 s = scores[:m]
                 if last == 0:
-                    PARALLEL.input_forward(rows, data.x_indptr, data.x_indices, data.x_values,
-                                           out_layer.w, out_layer.b, np.zeros((m, 1), np.int32),
-                                           np.full(m, n_labels, np.int32), s, True, False)
+                    PARALLEL.input_forward(
+                        rows,
+                        data.x_indptr,
+                        data.x_indices,
+                        data.x_values,
+                        out_layer.w,
+                        out_layer.b,
+                        np.zeros((m, 1), np.int32),
+                        np.full(m, n_labels, np.int32),
+                        s,
+                        True,
+                        False,
+                    )
                 else:
                     np.matmul(buf.val[last - 1], out_layer.w.T, out=s)
                     s += out_layer.b
@@ -419,10 +584,18 @@ class SlideNetwork:
                 buf = buffers.view(rows.shape[0])
                 for index in range(last + 1):
                     if index in self._samplers:
-                        self._select(PARALLEL, index, data, rows, buf, with_labels=False,
-                                     scratch=scratch[index])
-                    self._forward(PARALLEL, index, data, rows, buf, relu=index < last,
-                                  dense_inputs=False)
+                        self._select(
+                            PARALLEL,
+                            index,
+                            data,
+                            rows,
+                            buf,
+                            with_labels=False,
+                            scratch=scratch[index],
+                        )
+                    self._forward(
+                        PARALLEL, index, data, rows, buf, relu=index < last, dense_inputs=False
+                    )
                 ids, cnt, val = buf.layer(last)
                 out[start : start + rows.shape[0]] = topk_sparse(val, ids, cnt, k)
         return out
@@ -555,15 +728,20 @@ class SlideNetwork:
     def load(cls, path: str | PathLike[str], threads: int = 1) -> SlideNetwork:
         """A network restored from :meth:`save` (ready to predict; call prepare() to train on)."""
         state, meta = load_checkpoint(path)
-        net = cls(from_dict(SlideConfig, meta["config"]), seed=int(meta["seed"]),
-                  threads=threads)
+        net = cls(from_dict(SlideConfig, meta["config"]), seed=int(meta["seed"]), threads=threads)
         n_features, n_labels, max_labels = (int(v) for v in meta["shape"])
         net._build(n_features, n_labels, max_labels)
         net.load_state_dict(state)
         return net
 
-    def fit(self, train: XCData, test: XCData, out_csv: str | PathLike[str],
-            settings: RunSettings | None = None, **kwargs: Any) -> RunResult:
+    def fit(
+        self,
+        train: XCData,
+        test: XCData,
+        out_csv: str | PathLike[str],
+        settings: RunSettings | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
         """Train with the shared harness (batch order, clock, evaluation, checkpoints).
 
         Parameters
@@ -606,13 +784,13 @@ class SlideNetwork:
         if self._buffers is None or self._buffers.batch < batch:
             self._buffers = BatchBuffers(self._widths, self._caps(), batch)
             self._pairs = {
-                i: pair_buffers(self._widths[i], self.layers[i].n_in,
-                                batch * self._buffers.ids[i].shape[1])
+                i: pair_buffers(
+                    self._widths[i], self.layers[i].n_in, batch * self._buffers.ids[i].shape[1]
+                )
                 for i in self._rowwise
             }
             self._n_unique = dict.fromkeys(self._rowwise, 0)
         return self._buffers.view(batch)
-
 
 
 def _method_name(specs: list[LayerConfig | OutputConfig]) -> str:
