@@ -151,3 +151,12 @@ def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
     assert curve and all(0.0 <= float(r["p_at_1"]) <= 1.0 for r in curve)
     seconds = [float(r["train_seconds"]) for r in curve]
     assert seconds == sorted(seconds)
+
+
+def test_thread_speedup_is_flagged_when_the_cores_were_shared() -> None:
+    rows = [_row("slide", 1, 200.0, cpu_share=0.3), _row("slide", 2, 100.0, cpu_share=0.6)]
+    goals = {name: (value, verdict) for name, value, verdict in bench._goal_rows(rows, [1, 2])}
+    assert goals["slide_thread_speedup"] == (pytest.approx(2.0), "NOISY")
+    rows = [_row("slide", 1, 200.0, cpu_share=0.95), _row("slide", 2, 100.0, cpu_share=1.9)]
+    goals = {name: (value, verdict) for name, value, verdict in bench._goal_rows(rows, [1, 2])}
+    assert goals["slide_thread_speedup"] == (pytest.approx(2.0), "PASS")
