@@ -29,7 +29,6 @@ from slide_engine.cli import (
 )
 from slide_engine.data import load_dataset
 from slide_engine.engine import SlideConfig, SlideNetwork
-from slide_engine.errors import ConfigError
 from slide_engine.harness import run
 
 __all__ = ["main"]
@@ -57,15 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = from_dict(SlideConfig, {key: value for key, value in tree.items() if key != "run"})
     model = SlideNetwork(config, seed=settings.seed, threads=settings.threads)
     train, test = load_dataset(args.train), load_dataset(args.test)
-    if (test.n_features, test.n_labels) != (train.n_features, train.n_labels):
-        raise ConfigError(
-            f"train has {train.n_features} features / {train.n_labels} labels but test has "
-            f"{test.n_features} / {test.n_labels}: they must come from the same dataset"
-        )
-    result = run(model, train, test, settings, args.out, to_dict(config),
-                 checkpoint_path=args.checkpoint)
-    log.info("%s: %s after %d iterations, %.1f training seconds -> %s", result.status,
-             result.stop_reason, result.iterations, result.train_seconds, args.out)
+    result = run(
+        model, train, test, settings, args.out, to_dict(config), checkpoint_path=args.checkpoint
+    )
+    log.info(
+        "%s: %s after %d iterations, %.1f training seconds -> %s",
+        result.status,
+        result.stop_reason,
+        result.iterations,
+        result.train_seconds,
+        args.out,
+    )
     return 0
 
 

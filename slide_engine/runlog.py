@@ -16,11 +16,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from slide_engine.data._atomic import atomic_target
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -64,16 +65,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
         The whole new content.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_target(path) as tmp, tmp.open("wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:
+    except OSError as err:
+        if err.filename is None:
             # a failed write (disk full, file too large) names no file: name the destination
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
