@@ -7,9 +7,11 @@ A GPU run needs a visible GPU: we raise rather than silently run on the CPU unde
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
-from slide_engine.errors import GPUUnavailableError
+from slide_engine.errors import ConfigError, GPUUnavailableError
 
 __all__ = ["build_info", "configure_threads", "resolve_device"]
 
@@ -24,11 +26,17 @@ def configure_threads(threads: int) -> None:
 
     Raises
     ------
+    ConfigError
+        If ``threads`` exceeds the cores this process may run on (as the engine, we refuse to
+        oversubscribe: a benchmark at more threads than cores measures the scheduler).
     RuntimeError
         If TensorFlow already ran an op with different settings (a programming error).
     """
     if threads <= 0:
         return
+    cores = len(os.sched_getaffinity(0))
+    if threads > cores:
+        raise ConfigError(f"--threads {threads}: this process may run on {cores} core(s) only")
     threading = tf.config.threading
     current = (
         threading.get_intra_op_parallelism_threads(),

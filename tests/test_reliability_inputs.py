@@ -184,6 +184,7 @@ BASELINE_ONLY = {
     "sampler-unknown": (["sampler=zipf"], r"config.sampler: 'zipf' is not one of"),
     "hidden-0": (["hidden=0"], r"hidden and eval_chunk(_mb)? must be >= 1"),
     "engine-key": (["output.hash.k=6"], r"unknown key 'output'"),
+    "threads-too-many": (["run.threads=999"], r"--threads 999: this process may run on \d+ core"),
 }
 
 
