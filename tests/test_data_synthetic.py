@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numba
@@ -161,3 +162,31 @@ def test_stats_cli_side_by_side(
     assert rows["points"] == ["4,880", "2,515", "2,000"]
     assert rows["labels"] == ["159", "159", "500"]
     assert rows["features"] == ["1,836", "1,836", "2,000"]
+
+
+def test_generate_cli_marks_completion_and_keeps_the_old_set_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import slide_engine.data.__main__ as cli
+
+    assert main(["generate", "--preset", "tiny", "--seed", "0", "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / cli.GENERATED).read_text())
+    assert meta["preset"] == "tiny" and meta["seed"] == 0
+    assert meta["spec"]["n_train"] == load_dataset(tmp_path / "train.npz").n_points
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["generated.json", "test.npz", "test.txt", "train.npz", "train.txt"]
+
+    # a temporary left by a killed run is cleaned up by the next one
+    (tmp_path / ".train.txt.abc123.part").write_text("half")
+
+    def fail_on_test(data: XCData, path: Path) -> None:
+        if ".test." in path.name:
+            raise OSError(28, "No space left on device")
+        save_npz(data, path)
+
+    monkeypatch.setattr(cli, "save_npz", fail_on_test)
+    with pytest.raises(OSError, match="No space"):
+        cli._cmd_generate(cli.build_parser().parse_args(
+            ["generate", "--preset", "tiny", "--seed", "1", "--out", str(tmp_path)]))
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # every file of seed 0 intact, no temporaries, marker kept

@@ -6,9 +6,13 @@ Exit codes: 0 done, 2 bad input (one clear message, no traceback unless ``--debu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
+from slide_engine.data._atomic import atomic_target
 from slide_engine.data.cache import load_dataset, save_npz
 from slide_engine.data.prepare import prepare
 from slide_engine.data.repo_zip import read_repo_zip
@@ -28,13 +32,28 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+GENERATED = "generated.json"  # completion marker of `generate`: written last, holds spec + seed
+
+
 def _cmd_generate(args: argparse.Namespace) -> None:
     spec = resolve_spec(args.preset, _key_values(args.set))
     train, test = generate(spec, args.seed)
     out = Path(args.out)
-    for part, data in (("train", train), ("test", test)):
-        write_xc_text(data, out / f"{part}.txt")
-        save_npz(data, out / f"{part}.npz")
+    targets = [out / f"{part}{ext}" for part in ("train", "test") for ext in (".txt", ".npz")]
+    for target in targets:  # temporaries left by a killed earlier run (see atomic_target)
+        for stale in out.glob(f".{target.name}.*.part*"):
+            stale.unlink()
+    # all four files are staged first and renamed together at the end, the marker last: a
+    # failure (disk full, kill) leaves the earlier dataset and its marker as they were
+    with contextlib.ExitStack() as staged:
+        for target in targets:
+            tmp = staged.enter_context(atomic_target(target, suffix=target.suffix))
+            data = train if target.stem == "train" else test
+            (write_xc_text if target.suffix == ".txt" else save_npz)(data, tmp)
+        (out / GENERATED).unlink(missing_ok=True)
+    with atomic_target(out / GENERATED) as tmp:
+        meta = {"preset": args.preset, "seed": args.seed, "spec": dataclasses.asdict(spec)}
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out}/{{train,test}}.{{txt,npz}}: {train.n_points} train, {test.n_points} test")
 
 
@@ -64,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", parents=[common], help="write a synthetic dataset")
+    gen = sub.add_parser(
+        "generate",
+        parents=[common],
+        help="write a synthetic dataset (train/test .txt and .npz, then generated.json)",
+    )
     gen.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output folder")
