@@ -295,18 +295,28 @@ class LayerSampler:
         if action == "redraw":
             self.draws += 1
             self.index.redraw(neuron_rows(), self._draw_seed())
+            self._snapshot(row_step)
         elif action == "rebuild":
-            changed = (
-                None
-                if row_step is None or self.built_row_step.shape != row_step.shape
-                else np.flatnonzero(row_step != self.built_row_step)
-            )
-            self.index.rebuild(neuron_rows(), changed)
-        if action is not None:
-            self.built_row_step = (
-                row_step.copy() if row_step is not None else np.zeros(0, dtype=np.int64)
-            )
+            self.rebuild(neuron_rows(), row_step)
         return int(action is not None)
+
+    def rebuild(self, neuron_rows: np.ndarray, row_step: np.ndarray | None = None) -> None:
+        """Rebuild the tables with the current hash functions (the schedule's "rebuild").
+
+        ``neuron_rows`` float32 (n_neurons, dim); ``row_step`` as in :meth:`maintain`.
+        """
+        changed = (
+            None
+            if row_step is None or self.built_row_step.shape != row_step.shape
+            else np.flatnonzero(row_step != self.built_row_step)
+        )
+        self.index.rebuild(neuron_rows, changed)
+        self._snapshot(row_step)
+
+    def _snapshot(self, row_step: np.ndarray | None) -> None:
+        self.built_row_step = (
+            row_step.copy() if row_step is not None else np.zeros(0, dtype=np.int64)
+        )
 
     # -------------------------------------------------------------- state
 
