@@ -105,10 +105,13 @@ class SlideConfig:
     #: "lazy" updates only rows that got gradient (per-row bias correction): cost scales with
     #: the active set, as the paper describes; "dense" updates every row every batch, as the code
     adam: Literal["lazy", "dense"] = "lazy"
-    #: gradients of a sampled layer on a dense input: "hogwild" adds each sample's gradient into
-    #: a shared accumulator without locks (the paper); "rows" sums each touched row's gradient
-    #: once, on one worker, fused with its Adam step (no accumulator, no race; lazy Adam only)
-    accumulate: Literal["hogwild", "rows"] = "hogwild"
+    #: training of a sampled layer on a dense input (the paper's output layer): "hogwild" works
+    #: per (sample, neuron) pair and adds each sample's gradient into a shared accumulator without
+    #: locks (the paper); "rows" works per distinct neuron row (forward, gradient, back-propagated
+    #: delta and Adam step with each row read once; no accumulator, no race, results independent
+    #: of the thread count; lazy Adam only; see slide_engine.engine.rowwise); "auto" (default):
+    #: "rows" with lazy Adam, "hogwild" with dense Adam (see ``accumulate_mode``)
+    accumulate: Literal["auto", "hogwild", "rows"] = "auto"
     #: scratch memory for dense evaluation scores (chunks of test points are scored at once)
     eval_chunk_mb: int = 256
 
@@ -118,9 +121,19 @@ class SlideConfig:
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.accumulate == "rows" and self.adam != "lazy":
-            raise ValueError("accumulate='rows' updates only touched rows: it needs adam='lazy'")
+            raise ValueError(
+                "accumulate='rows' updates only touched rows: it needs adam='lazy' "
+                "(accumulate='auto', the default, uses 'hogwild' with adam='dense')"
+            )
         if self.eval_chunk_mb < 1:
             raise ValueError("eval_chunk_mb must be >= 1")
         for i, layer in enumerate(self.hidden):
             if layer.units < 1:
                 raise ValueError(f"hidden[{i}].units must be >= 1")
+
+    @property
+    def accumulate_mode(self) -> Literal["hogwild", "rows"]:
+        """``accumulate`` with ``"auto"`` resolved: ``"rows"`` for lazy Adam, else ``"hogwild"``."""
+        if self.accumulate == "auto":
+            return "rows" if self.adam == "lazy" else "hogwild"
+        return self.accumulate

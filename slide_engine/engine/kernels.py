@@ -28,10 +28,12 @@ from numba import njit, prange
 
 from slide_engine.engine.adam import adam_rows_parallel, adam_rows_serial
 from slide_engine.engine.rowwise import (
-    backprop_parallel,
-    backprop_serial,
-    fused_adam_parallel,
-    fused_adam_serial,
+    nm_forward_parallel,
+    nm_forward_serial,
+    nm_fused_parallel,
+    nm_fused_serial,
+    reduce_prev_delta_parallel,
+    reduce_prev_delta_serial,
 )
 
 # ---------------------------------------------------------------- first layer (sparse input)
@@ -488,7 +490,11 @@ def scatter_bias_grad(ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray, gb: n
 
 
 class KernelSet(NamedTuple):
-    """The per-sample and per-row kernels of one compilation mode (serial or parallel)."""
+    """The per-sample and per-row kernels of one compilation mode (serial or parallel).
+
+    ``nm_*`` and ``reduce_prev_delta`` are the neuron-major kernels of
+    :mod:`slide_engine.engine.rowwise` (``accumulate="rows"``).
+    """
 
     input_forward: Callable
     input_backward: Callable
@@ -497,14 +503,17 @@ class KernelSet(NamedTuple):
     dense_backward: Callable
     softmax_loss: Callable
     adam_rows: Callable
-    backprop: Callable
-    fused_adam: Callable
+    nm_forward: Callable
+    nm_fused: Callable
+    reduce_prev_delta: Callable
     parallel: bool
 
 
 SERIAL = KernelSet(input_forward_serial, input_backward_serial, layer_forward_serial,
                    layer_backward_serial, dense_backward_serial, softmax_loss_serial,
-                   adam_rows_serial, backprop_serial, fused_adam_serial, False)
+                   adam_rows_serial, nm_forward_serial, nm_fused_serial,
+                   reduce_prev_delta_serial, False)
 PARALLEL = KernelSet(input_forward_parallel, input_backward_parallel, layer_forward_parallel,
                      layer_backward_parallel, dense_backward_parallel, softmax_loss_parallel,
-                     adam_rows_parallel, backprop_parallel, fused_adam_parallel, True)
+                     adam_rows_parallel, nm_forward_parallel, nm_fused_parallel,
+                     reduce_prev_delta_parallel, True)

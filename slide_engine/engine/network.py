@@ -44,7 +44,7 @@ from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
-from slide_engine.engine.rowwise import group_pairs, pair_buffers
+from slide_engine.engine.rowwise import block_bounds, group_pairs, pair_buffers
 from slide_engine.engine.sampling import LayerSampler
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
@@ -119,7 +119,6 @@ class SlideNetwork:
         self._samplers: dict[int, LayerSampler] = {}
         self._rowwise: set[int] = set()  # sampled layers whose gradient is summed per row
         self._pairs: dict[int, dict[str, np.ndarray]] = {}
-        self._n_unique: dict[int, int] = {}
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
         self._step = 0
@@ -149,7 +148,7 @@ class SlideNetwork:
         sampled = {i for i, spec in enumerate(self._specs) if spec.sampled}
         self._rowwise = (
             {i for i in sampled if i > 0 and i - 1 not in sampled}
-            if self.config.accumulate == "rows"
+            if self.config.accumulate_mode == "rows"
             else set()
         )
         n_in = n_features
@@ -260,9 +259,16 @@ class SlideNetwork:
                 if index in self._samplers:
                     t0 = time.perf_counter()
                     self._select(k, index, train, rows, buf, with_labels=index == last)
+                    if index in self._rowwise:
+                        self._group(index, buf)
                     timers["hash"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                self._forward(k, index, train, rows, buf, relu=index < last, dense_inputs=False)
+                if index in self._rowwise:
+                    self._nm_forward(k, index, buf, relu=index < last)
+                else:
+                    self._forward(
+                        k, index, train, rows, buf, relu=index < last, dense_inputs=False
+                    )
                 timers["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ids, cnt, val = buf.layer(last)
@@ -281,7 +287,7 @@ class SlideNetwork:
             self._backward(k, train, rows, buf, step)
             timers["backward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._update(k, step, rows.shape[0])
+            self._update(k, step)
             timers["update"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             self._maintain(step, buf)
@@ -292,16 +298,25 @@ class SlideNetwork:
         return float(buf.loss.sum() / n_labelled) if n_labelled else 0.0
 
     def _maintain(self, step: int, buf: BatchBuffers) -> None:
+        lazy = self.config.adam == "lazy"
         for index, sampler in self._samplers.items():
             if sampler.mongoose is None:
-                self._rebuilds += sampler.maintain(step, lambda i=index: self._neuron_rows(i))
+                self._rebuilds += sampler.maintain(
+                    step, lambda i=index: self._neuron_rows(i), self._rebuild_counts(index)
+                )
                 continue
             layer = self.layers[index]
-            lazy = self.config.adam == "lazy"
             inputs = buf.val[index - 1][:, : layer.n_in] if sampler.cfg.mongoose.learn else None
             self._rebuilds += sampler.maintain_mongoose(
                 step, layer.w, layer.b, (buf.ids[index], buf.cnt[index]) if lazy else None, inputs
             )
+
+    def _rebuild_counts(self, index: int) -> np.ndarray | None:
+        # lazy Adam moves a neuron-major row only when its step count moves, so a rebuild
+        # re-hashes just those rows (the first layer stores neurons as columns: all of them)
+        if self.config.adam == "lazy" and index > 0:
+            return self.layers[index].row_step
+        return None
 
     def _select(
         self,
@@ -342,6 +357,38 @@ class SlideNetwork:
                 cnt,
                 scratch,
             )
+
+    def _group(self, index: int, buf: BatchBuffers) -> None:
+        # the batch's (sample, position) pairs of a row-wise layer grouped by neuron, once
+        p = self._pairs[index]
+        n_unique = group_pairs(
+            buf.ids[index],
+            buf.cnt[index],
+            p["slot_of"],
+            p["pair_slot"],
+            p["unique"],
+            p["u_ptr"],
+            p["pair_sample"],
+            p["pair_pos"],
+        )
+        if block_bounds(n_unique, p["u_ptr"], p["bounds"]) > buf.batch:
+            raise RuntimeError(f"layer {index}: a sample's active set holds a neuron twice")
+
+    def _nm_forward(self, k: KernelSet, index: int, buf: BatchBuffers, relu: bool) -> None:
+        layer = self.layers[index]
+        p = self._pairs[index]
+        k.nm_forward(
+            p["bounds"],
+            p["unique"],
+            p["u_ptr"],
+            p["pair_sample"],
+            p["pair_pos"],
+            layer.w,
+            layer.b,
+            buf.val[index - 1],
+            buf.val[index],
+            relu,
+        )
 
     def _forward(
         self,
@@ -396,27 +443,32 @@ class SlideNetwork:
                     buf.val[p],
                     deltas[p],
                 )
-            elif index in self._rowwise:
-                k.backprop(
-                    layer.w,
-                    buf.ids[index],
-                    buf.cnt[index],
-                    deltas[index],
-                    buf.val[p],
-                    buf.cnt[p],
-                    deltas[p],
-                )
+            elif index in self._rowwise:  # gradient, delta below and Adam step in one pass
                 pairs = self._pairs[index]
-                self._n_unique[index] = group_pairs(
-                    buf.ids[index],
-                    buf.cnt[index],
-                    deltas[index],
-                    pairs["slot_of"],
+                k.nm_fused(
+                    pairs["bounds"],
                     pairs["unique"],
                     pairs["u_ptr"],
                     pairs["pair_sample"],
-                    pairs["pair_delta"],
+                    pairs["pair_pos"],
+                    deltas[index],
+                    buf.val[p],
+                    layer.w,
+                    layer.m,
+                    layer.v,
+                    layer.b,
+                    layer.mb,
+                    layer.vb,
+                    layer.row_step,
+                    layer.stamp,
+                    step,
+                    *self._adam_hyper()[1:],
+                    pairs["gacc"],
+                    pairs["pd"],
+                    pairs["sbuf"],
+                    pairs["dbuf"],
                 )
+                k.reduce_prev_delta(pairs["pd"], buf.val[p], deltas[p])
             else:
                 k.layer_backward(
                     layer.w,
@@ -448,33 +500,17 @@ class SlideNetwork:
         if scatter_bias_grad(buf.ids[0], buf.cnt[0], deltas[0], first.gb):
             first.bias_stamp[0] = step
 
-    def _update(self, k: KernelSet, step: int, batch: int) -> None:
+    def _adam_hyper(self) -> tuple[bool, float, float, float, float, np.ndarray]:
+        # (lazy, lr, beta1, beta2, eps, corr) for the Adam kernels; corr covers step + 1
         cfg = self.config
-        if self._corr.shape[0] <= step:  # grows geometrically: rare, and outside the row loops
-            self._corr = bias_correction(cfg.beta1, cfg.beta2, 2 * step + 1024)
-        hyper = (cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr)
+        if self._corr.shape[0] <= self._step + 1:  # grows geometrically: rare
+            self._corr = bias_correction(cfg.beta1, cfg.beta2, 2 * self._step + 1024)
+        return cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr
+
+    def _update(self, k: KernelSet, step: int) -> None:
+        hyper = self._adam_hyper()
         for index, layer in enumerate(self.layers):
-            if index in self._rowwise:  # gradient summed per row, fused with the Adam step
-                p = self._pairs[index]
-                k.fused_adam(
-                    self._n_unique[index],
-                    p["unique"],
-                    p["u_ptr"],
-                    p["pair_sample"],
-                    p["pair_delta"],
-                    self._buffers.val[index - 1][:batch],
-                    layer.w,
-                    layer.m,
-                    layer.v,
-                    layer.b,
-                    layer.mb,
-                    layer.vb,
-                    layer.row_step,
-                    layer.stamp,
-                    step,
-                    *hyper[1:],
-                    p["gacc"],
-                )
+            if index in self._rowwise:  # stepped in the fused backward pass
                 continue
             k.adam_rows(
                 layer.w,
@@ -785,11 +821,14 @@ class SlideNetwork:
             self._buffers = BatchBuffers(self._widths, self._caps(), batch)
             self._pairs = {
                 i: pair_buffers(
-                    self._widths[i], self.layers[i].n_in, batch * self._buffers.ids[i].shape[1]
+                    self._widths[i],
+                    self.layers[i].n_in,
+                    batch,
+                    self._buffers.ids[i].shape[1],
+                    self.threads,
                 )
                 for i in self._rowwise
             }
-            self._n_unique = dict.fromkeys(self._rowwise, 0)
         return self._buffers.view(batch)
 
 
