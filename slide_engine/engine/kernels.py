@@ -28,6 +28,8 @@ from numba import njit, prange
 
 from slide_engine.engine.adam import adam_rows_parallel, adam_rows_serial
 from slide_engine.engine.rowwise import (
+    group_pairs_parallel,
+    group_pairs_serial,
     nm_forward_parallel,
     nm_forward_serial,
     nm_fused_parallel,
@@ -405,17 +407,19 @@ def _softmax_loss_one(i, rows, y_indptr, y_indices, ids, cnt, val, labels_first,
     for a in range(1, n):
         if z[a] > zmax:
             zmax = z[a]
-    s = 0.0
-    for a in range(n):
-        s += math.exp(z[a] - zmax)
-    lse = zmax + math.log(s)
     t = 1.0 / n_lab
     zlab = 0.0
     for p in range(n_lab):
         zlab += z[p] if labels_first else z[y_indices[lo + p]]
-    loss[i] = lse - t * zlab
+    s = 0.0
+    for a in range(n):  # one exp per neuron: exp(z - zmax) kept, then scaled by 1 / sum
+        e = math.exp(z[a] - zmax)
+        z[a] = e
+        s += e
+    loss[i] = zmax + math.log(s) - t * zlab
+    inv = 1.0 / s
     for a in range(n):
-        z[a] = math.exp(z[a] - lse)
+        z[a] *= inv
     for p in range(n_lab):
         if labels_first:
             z[p] -= t
@@ -503,6 +507,7 @@ class KernelSet(NamedTuple):
     dense_backward: Callable
     softmax_loss: Callable
     adam_rows: Callable
+    group_pairs: Callable
     nm_forward: Callable
     nm_fused: Callable
     reduce_prev_delta: Callable
@@ -511,9 +516,9 @@ class KernelSet(NamedTuple):
 
 SERIAL = KernelSet(input_forward_serial, input_backward_serial, layer_forward_serial,
                    layer_backward_serial, dense_backward_serial, softmax_loss_serial,
-                   adam_rows_serial, nm_forward_serial, nm_fused_serial,
+                   adam_rows_serial, group_pairs_serial, nm_forward_serial, nm_fused_serial,
                    reduce_prev_delta_serial, False)
 PARALLEL = KernelSet(input_forward_parallel, input_backward_parallel, layer_forward_parallel,
                      layer_backward_parallel, dense_backward_parallel, softmax_loss_parallel,
-                     adam_rows_parallel, nm_forward_parallel, nm_fused_parallel,
-                     reduce_prev_delta_parallel, True)
+                     adam_rows_parallel, group_pairs_parallel, nm_forward_parallel,
+                     nm_fused_parallel, reduce_prev_delta_parallel, True)

@@ -44,7 +44,7 @@ from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
 from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
-from slide_engine.engine.rowwise import block_bounds, group_pairs, pair_buffers
+from slide_engine.engine.rowwise import pair_buffers
 from slide_engine.engine.sampling import LayerSampler
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
@@ -260,15 +260,13 @@ class SlideNetwork:
                     t0 = time.perf_counter()
                     self._select(k, index, train, rows, buf, with_labels=index == last)
                     if index in self._rowwise:
-                        self._group(index, buf)
+                        self._group(k, index, buf)
                     timers["hash"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 if index in self._rowwise:
                     self._nm_forward(k, index, buf, relu=index < last)
                 else:
-                    self._forward(
-                        k, index, train, rows, buf, relu=index < last, dense_inputs=False
-                    )
+                    self._forward(k, index, train, rows, buf, relu=index < last, dense_inputs=False)
                 timers["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ids, cnt, val = buf.layer(last)
@@ -358,36 +356,29 @@ class SlideNetwork:
                 scratch,
             )
 
-    def _group(self, index: int, buf: BatchBuffers) -> None:
+    def _group(self, k: KernelSet, index: int, buf: BatchBuffers) -> None:
         # the batch's (sample, position) pairs of a row-wise layer grouped by neuron, once
         p = self._pairs[index]
-        n_unique = group_pairs(
+        largest = k.group_pairs(
             buf.ids[index],
             buf.cnt[index],
-            p["slot_of"],
-            p["pair_slot"],
-            p["unique"],
-            p["u_ptr"],
-            p["pair_sample"],
-            p["pair_pos"],
+            *(p[name] for name in ("hist", "tmp_j", "tmp_s", "tmp_a", "slot_of")),
+            *self._groups(index),
         )
-        if block_bounds(n_unique, p["u_ptr"], p["bounds"]) > buf.batch:
+        if largest > buf.batch:
             raise RuntimeError(f"layer {index}: a sample's active set holds a neuron twice")
+
+    def _groups(self, index: int) -> tuple[np.ndarray, ...]:
+        # the grouped pairs of a row-wise layer, in the neuron-major kernels' argument order
+        p = self._pairs[index]
+        return tuple(
+            p[n] for n in ("part_ptr", "part_nu", "unique", "u_ptr", "pair_sample", "pair_pos")
+        )
 
     def _nm_forward(self, k: KernelSet, index: int, buf: BatchBuffers, relu: bool) -> None:
         layer = self.layers[index]
-        p = self._pairs[index]
         k.nm_forward(
-            p["bounds"],
-            p["unique"],
-            p["u_ptr"],
-            p["pair_sample"],
-            p["pair_pos"],
-            layer.w,
-            layer.b,
-            buf.val[index - 1],
-            buf.val[index],
-            relu,
+            *self._groups(index), layer.w, layer.b, buf.val[index - 1], buf.val[index], relu
         )
 
     def _forward(
@@ -446,11 +437,7 @@ class SlideNetwork:
             elif index in self._rowwise:  # gradient, delta below and Adam step in one pass
                 pairs = self._pairs[index]
                 k.nm_fused(
-                    pairs["bounds"],
-                    pairs["unique"],
-                    pairs["u_ptr"],
-                    pairs["pair_sample"],
-                    pairs["pair_pos"],
+                    *self._groups(index),
                     deltas[index],
                     buf.val[p],
                     layer.w,
@@ -825,7 +812,6 @@ class SlideNetwork:
                     self.layers[i].n_in,
                     batch,
                     self._buffers.ids[i].shape[1],
-                    self.threads,
                 )
                 for i in self._rowwise
             }
