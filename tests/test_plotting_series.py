@@ -12,9 +12,13 @@ from slide_engine.report.series import (
     band_over_runs,
     headline_runs,
     method_styles,
+    ratio_lines,
     scaling_table,
     series_label,
+    speedup,
     time_to_target,
+    time_to_target_over_seeds,
+    time_to_target_ratios,
 )
 
 
@@ -127,3 +131,113 @@ def test_method_styles_are_fixed_by_config_order_and_distinct():
 def test_series_label_names_the_device_only_when_devices_are_mixed():
     assert series_label("tf-full", "gpu", ["cpu", "gpu"]) == "tf-full (gpu)"
     assert series_label("tf-full", "cpu", ["cpu", "cpu"]) == "tf-full"
+
+
+def test_time_to_target_over_seeds_is_the_median_only_when_every_seed_reached_it():
+    assert time_to_target_over_seeds([10.0, 30.0, 20.0]) == 20.0
+    assert time_to_target_over_seeds([10.0, 30.0]) == 20.0
+    assert math.isnan(time_to_target_over_seeds([10.0, math.nan, 12.0]))  # one seed missed it
+    assert math.isnan(time_to_target_over_seeds([]))
+
+
+def test_speedup_is_baseline_time_over_method_time_and_nan_without_both():
+    assert speedup(400.0, 25.0) == 16.0
+    assert speedup(80.0, 25.0) == pytest.approx(3.2)
+    assert speedup(20.0, 40.0) == 0.5  # slower than the baseline: below 1
+    assert math.isnan(speedup(math.nan, 25.0))  # the baseline never reached the target
+    assert math.isnan(speedup(400.0, math.nan))  # the method never reached it
+    assert math.isnan(speedup(400.0, 0.0))  # met before training: no ratio
+
+
+def ratio_summary():
+    """Two seeds per method at 2 threads (plus 1-thread runs the ratios must ignore)."""
+    rows = [
+        # method, threads, seed, status, time to target, best P@1
+        ("slide", 2, 0, "timeout", 20.0, 0.30),
+        ("slide", 2, 1, "timeout", 30.0, 0.31),
+        ("slide", 1, 0, "timeout", 1.0, 0.30),
+        ("tf-full", 2, 0, "timeout", 380.0, 0.20),
+        ("tf-full", 2, 1, "timeout", 420.0, 0.21),
+        ("tf-full", 1, 0, "timeout", 9999.0, 0.20),
+        ("tf-sampled-10pct", 2, 0, "timeout", 90.0, 0.22),
+        ("tf-sampled-10pct", 2, 1, "timeout", 110.0, 0.22),
+        ("slide-dwta", 2, 0, "timeout", 50.0, 0.25),
+        ("slide-dwta", 2, 1, "timeout", math.nan, 0.18),
+        ("tf-gpu", 2, 0, "failed", math.nan, math.nan),
+    ]
+    frame = pd.DataFrame(rows, columns=["method", "threads", "seed", "status",
+                                        "time_to_target_s", "best_p_at_1"])
+    frame["device"] = "cpu"
+    return frame
+
+
+def test_time_to_target_ratios_by_hand():
+    table = time_to_target_ratios(ratio_summary(), ["tf-full", "tf-sampled-10pct"])
+    table = table.set_index("method")
+    # medians over the two 2-thread seeds: slide 25, tf-full 400, sampled 100
+    assert table.loc["slide", "time_to_target_s"] == 25.0
+    assert table.loc["slide", "threads"] == 2 and table.loc["slide", "n_runs"] == 2
+    assert table.loc["slide", "tf-full"] == pytest.approx(16.0)
+    assert table.loc["slide", "tf-sampled-10pct"] == pytest.approx(4.0)
+    assert table.loc["tf-full", "tf-full"] == pytest.approx(1.0)
+    assert table.loc["tf-sampled-10pct", "tf-full"] == pytest.approx(4.0)
+    assert table.loc["tf-full", "tf-sampled-10pct"] == pytest.approx(0.25)
+    # one seed of slide-dwta never reached the target: no time, no ratio
+    assert table.loc["slide-dwta", "n_reached"] == 1
+    assert math.isnan(table.loc["slide-dwta", "time_to_target_s"])
+    assert math.isnan(table.loc["slide-dwta", "tf-full"])
+    assert table.loc["slide-dwta", "best_p_at_1"] == 0.25
+    assert bool(table.loc["tf-gpu", "failed"]) and not bool(table.loc["slide", "failed"])
+
+
+def test_time_to_target_ratios_without_the_baseline_are_nan():
+    summary = ratio_summary()
+    table = time_to_target_ratios(summary[summary["method"] != "tf-full"], ["tf-full"])
+    assert table["tf-full"].isna().all()
+    assert time_to_target_ratios(summary.iloc[:0], ["tf-full"]).empty
+
+
+BASELINES = ["tf-full", "tf-sampled-10pct"]
+
+
+def test_ratio_lines_give_time_and_speedups_or_say_why_not():
+    table = time_to_target_ratios(ratio_summary(), ["tf-full", "tf-sampled-10pct"])
+    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
+    assert lines["slide"] == "25 s | tf-full/slide 16x | tf-sampled-10pct/slide 4x"
+    assert lines["tf-full"] == "400 s | tf-sampled-10pct/tf-full 0.25x"
+    assert lines["tf-sampled-10pct"] == "100 s | tf-full/tf-sampled-10pct 4x"
+    assert lines["slide-dwta"] == "not reached by 1 of 2 seeds (best P@1 0.250)"
+    assert lines["tf-gpu"] == "failed"
+    # a baseline that never reached the target leaves the ratio undefined
+    never = ratio_summary()
+    never.loc[never["method"] == "tf-sampled-10pct", "time_to_target_s"] = math.nan
+    table = time_to_target_ratios(never, ["tf-full", "tf-sampled-10pct"])
+    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
+    assert lines["slide"] == "25 s | tf-full/slide 16x | tf-sampled-10pct/slide n/a"
+    assert lines["tf-sampled-10pct"] == "not reached (best P@1 0.220)"
+    # several devices: the method is named with its device, as in the legend
+    gpu = ratio_summary().assign(device="gpu")
+    both = time_to_target_ratios(pd.concat([ratio_summary(), gpu]), ["tf-full"])
+    assert "slide (gpu): 25 s | tf-full/slide 16x" in ratio_lines(both, ["tf-full"], ["cpu", "gpu"])
+
+
+def test_convergence_time_figure_draws_the_target_and_writes_the_ratios_under_the_axes():
+    from slide_engine.report.figures import convergence_figure
+
+    summary = ratio_summary()
+    summary = summary[summary["method"].isin(["slide", "tf-full"])].assign(
+        dataset="x", reason="", target_p_at_1=0.19)
+    curves = pd.DataFrame(
+        [dict(method=m, device="cpu", threads=2, seed=s, eval_set="subset", iteration=i,
+              train_seconds=i * (1.0 if m == "slide" else 10.0), p_at_1=0.0005 * i)
+         for m in ("slide", "tf-full") for s in (0, 1) for i in range(0, 401, 50)])
+    styles = method_styles(["slide", "tf-full"])
+    fig = convergence_figure(curves, summary, styles, "x", "train_seconds", "target", ["tf-full"])
+    main, box = fig.axes
+    text = box.texts[0].get_text()
+    assert "P@1 >= 0.190" in text and "slide: 25 s | tf-full/slide 16x" in text
+    assert any(line.get_ydata()[0] == 0.19 for line in main.lines)  # the target line
+    assert "target = 0.190" in [t.get_text() for t in main.get_legend().get_texts()]
+    # against iterations: target line, no box
+    fig = convergence_figure(curves, summary, styles, "x", "iteration", "target", ["tf-full"])
+    assert len(fig.axes) == 1

@@ -7,7 +7,7 @@ changes no global backend state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,10 @@ from slide_engine.report.series import (
     MethodStyle,
     band_over_runs,
     headline_runs,
+    ratio_lines,
     scaling_table,
     series_label,
+    time_to_target_ratios,
 )
 
 __all__ = [
@@ -85,6 +87,8 @@ def convergence_figure(
     styles: Mapping[str, MethodStyle],
     dataset: str,
     x: str,
+    target_note: str = "target",
+    baselines: Sequence[str] = (),
 ) -> Figure:
     """P@1 on the test subset against training time or iterations, one band per method.
 
@@ -93,17 +97,36 @@ def convergence_figure(
     curves : DataFrame
         Tidy curve rows of this dataset (columns of the curve schema, run keys from the grid).
     summary : DataFrame
-        Summary rows of this dataset (for the failed-run note).
+        Summary rows of this dataset (failed-run note, P@1 target, time to target).
     styles : mapping
         Method -> colour and marker.
     dataset : str
         Title.
     x : {"train_seconds", "iteration"}
         The x axis.
+    target_note : str
+        Legend label of the horizontal target line (e.g. "target: 95% of tf-full's best P@1").
+    baselines : sequence of str
+        Against training time: the box under the axes gives every method's time to target and
+        its speed-up over each of these methods (:func:`~slide_engine.report.series.ratio_lines`),
+        and a dotted vertical line marks each method's time to target.
     """
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
-    ax = fig.add_subplot()
     subset = headline_runs(curves[curves["eval_set"] == "subset"])
+    target = summary["target_p_at_1"].dropna() if "target_p_at_1" in summary else pd.Series()
+    ratios = time_to_target_ratios(summary, list(baselines))
+    lines = ratio_lines(ratios, list(baselines), list(ratios["device"]))
+    boxed = x == "train_seconds" and not target.empty and bool(lines)
+    fig = Figure(figsize=(7.5, 4.8 + (0.22 * (len(lines) + 1) if boxed else 0)),
+                 layout="constrained")
+    if boxed:
+        ax, box = fig.subplots(2, 1, height_ratios=[4.8, 0.22 * (len(lines) + 1)])
+        box.axis("off")
+        header = (f"training seconds to the target (P@1 >= {target.iloc[0]:.3f}, median over "
+                  f"seeds); B/M = how many times sooner method M got there than B:")
+        box.text(0.0, 1.0, "\n".join([header, *lines]), transform=box.transAxes, va="top",
+                 ha="left", fontsize=8, family="monospace")
+    else:
+        ax = fig.add_subplot()
     devices = list(subset["device"].unique())
     for (method, device), runs in _in_config_order(subset, styles):
         pairs = [(g[x].to_numpy(), g["p_at_1"].to_numpy()) for _, g in runs.groupby("seed")]
@@ -118,6 +141,14 @@ def convergence_figure(
                 markevery=max(1, len(band.x) // 12), markersize=5, label=label)
         if band.n_runs > 1:
             ax.fill_between(band.x, band.low, band.high, color=style.color, alpha=0.18, lw=0)
+    if not target.empty:
+        ax.axhline(target.iloc[0], color="0.35", linestyle="--", linewidth=1,
+                   label=f"{target_note} = {target.iloc[0]:.3f}")
+    if boxed:
+        for row in ratios.to_dict("records"):
+            if np.isfinite(row["time_to_target_s"]) and row["method"] in styles:
+                ax.axvline(row["time_to_target_s"], color=styles[row["method"]].color,
+                           linestyle=":", linewidth=1.2)
     _failed_entries(ax, summary, styles)
     if subset.empty:
         _empty(ax, "no successful runs")

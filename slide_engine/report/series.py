@@ -21,9 +21,13 @@ __all__ = [
     "band_over_runs",
     "headline_runs",
     "method_styles",
+    "ratio_lines",
     "scaling_table",
     "series_label",
+    "speedup",
     "time_to_target",
+    "time_to_target_over_seeds",
+    "time_to_target_ratios",
 ]
 
 #: Colour-blind-safe palette (Okabe-Ito, then Tableau) and markers, assigned in config order.
@@ -184,3 +188,111 @@ def scaling_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["speedup"] = base_time / table["seconds_per_epoch"]
     table["ideal"] = table["threads"] / base_threads
     return table[cols].reset_index(drop=True)
+
+
+def time_to_target_over_seeds(times: Sequence[float] | np.ndarray) -> float:
+    """Median time to target over the runs (seeds) of one setting; NaN unless every run reached it.
+
+    A setting that missed the target in any of its runs has no time to target: a median that
+    silently skipped the runs that never got there would flatter it.
+    """
+    t = np.asarray(times, dtype=float)
+    if t.size == 0 or not np.isfinite(t).all():
+        return float("nan")
+    return float(np.median(t))
+
+
+def speedup(baseline_time: float, method_time: float) -> float:
+    """How many times sooner a method reached the target than a baseline: baseline / method.
+
+    NaN when either time is missing (never reached, failed, no such run) or the method's time is
+    not positive (a target met before any training step has no meaningful ratio).
+    """
+    if not (np.isfinite(baseline_time) and np.isfinite(method_time)) or method_time <= 0:
+        return float("nan")
+    return float(baseline_time) / float(method_time)
+
+
+def time_to_target_ratios(summary: pd.DataFrame, baselines: Sequence[str]) -> pd.DataFrame:
+    """Time to target per method and device at its largest thread count, and its speed-ups.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Summary rows of one dataset (columns method, device, threads, seed, status,
+        time_to_target_s, best_p_at_1).
+    baselines : sequence of str
+        Methods to compare every method with (e.g. the full softmax and the sampled softmax).
+
+    Returns
+    -------
+    DataFrame
+        One row per (method, device), in order of first appearance, at the method's largest
+        thread count (:func:`headline_runs`): ``threads``, ``n_runs``, ``n_reached`` (runs that
+        reached the target), ``failed`` (every run failed), ``best_p_at_1`` (maximum over runs),
+        ``time_to_target_s`` (:func:`time_to_target_over_seeds`) and, per baseline ``b``, a
+        column ``b`` holding :func:`speedup` of ``b``'s time on the same device over this row's
+        (NaN when ``b`` has no run on that device).
+    """
+    cols = ["method", "device", "threads", "n_runs", "n_reached", "failed", "best_p_at_1",
+            "time_to_target_s", *baselines]
+    runs = headline_runs(summary)
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (method, device), group in runs.groupby(["method", "device"], sort=False):
+        times = group["time_to_target_s"].astype(float)
+        rows.append(
+            dict(method=method, device=device, threads=int(group["threads"].iloc[0]),
+                 n_runs=len(group), n_reached=int(np.isfinite(times).sum()),
+                 failed=bool((group["status"] == "failed").all()),
+                 best_p_at_1=float(group["best_p_at_1"].astype(float).max()),
+                 time_to_target_s=time_to_target_over_seeds(times))
+        )
+    table = pd.DataFrame(rows)
+    for base in baselines:
+        base_times = table[table["method"] == base].set_index("device")["time_to_target_s"]
+        table[base] = [
+            speedup(float(base_times.get(device, np.nan)), t)
+            for device, t in zip(table["device"], table["time_to_target_s"], strict=True)
+        ]
+    return table[cols].reset_index(drop=True)
+
+
+def _seconds(value: float) -> str:
+    """Seconds with three significant digits (12.3 s, 456 s, 1.23e+03 s written as 1230 s)."""
+    return f"{value:.3g} s" if value < 1000 else f"{value:.0f} s"
+
+
+def ratio_lines(
+    ratios: pd.DataFrame, baselines: Sequence[str], devices: Sequence[str] = ()
+) -> list[str]:
+    """The annotation of the convergence-time figure, one line per row of
+    :func:`time_to_target_ratios`.
+
+    A method that reached the target reads ``"slide: 25.3 s | tf-full/slide 16x |
+    tf-sampled-10pct/slide 3.1x"`` (no ratio with itself; ``n/a`` when the baseline has no
+    time); one that did not reads ``"slide: not reached (best P@1 0.081)"``, or ``"not reached
+    by 1 of 2 seeds"``; a failed one ``"slide: failed"``. With more than one device the method
+    is written with its device, as in the legend.
+    """
+    lines = []
+    for row in ratios.to_dict("records"):
+        name = series_label(row["method"], row["device"], devices)
+        if row["failed"]:
+            lines.append(f"{name}: failed")
+            continue
+        if not np.isfinite(row["time_to_target_s"]):
+            missed = row["n_runs"] - row["n_reached"]
+            by = f" by {missed} of {row['n_runs']} seeds" if row["n_reached"] else ""
+            lines.append(f"{name}: not reached{by} (best P@1 {row['best_p_at_1']:.3f})")
+            continue
+        parts = [f"{name}: {_seconds(row['time_to_target_s'])}"]
+        for base in baselines:
+            if base == row["method"]:
+                continue
+            value = row[base]
+            shown = f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+            parts.append(f"{base}/{row['method']} " + (shown if np.isfinite(value) else "n/a"))
+        lines.append(" | ".join(parts))
+    return lines

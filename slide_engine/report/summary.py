@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slide_engine.report.series import time_to_target
+from slide_engine.report.series import speedup, time_to_target, time_to_target_over_seeds
 from slide_engine.runlog import CURVE_COLUMNS, read_sidecar
 
 __all__ = [
     "RUN_KEYS",
     "SUMMARY_COLUMNS",
     "RunRecord",
+    "add_speedups",
     "load_run",
+    "speedup_column",
     "summarize",
     "summarize_run",
     "target_p_at_1",
@@ -51,6 +53,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "best_p_at_5",
     "target_p_at_1",
     "time_to_target_s",
+    "speedup_vs_reference",
     "peak_rss_mb",
     "mult_fraction",
     "active_mean",
@@ -228,10 +231,72 @@ def target_p_at_1(
     return float(settings["fraction"]) * max(best) if best else math.nan
 
 
+def speedup_column(baseline: str, reference: str | None) -> str:
+    """Summary column of the speed-up over ``baseline``: ``speedup_vs_reference`` for the
+    target's reference method, ``speedup_vs_<baseline>`` for any other."""
+    return "speedup_vs_reference" if baseline == reference else f"speedup_vs_{baseline}"
+
+
+def add_speedups(
+    table: pd.DataFrame, reference: str | None, compare_to: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Speed-up columns of the summary: how many times sooner each run reached the target.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Summary rows (:data:`SUMMARY_COLUMNS`).
+    reference : str or None
+        The target's reference method; its column is ``speedup_vs_reference`` (all NaN when
+        None).
+    compare_to : sequence of str
+        Further baselines; each gets a column ``speedup_vs_<method>`` (after
+        ``speedup_vs_reference``).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``table`` where ``speedup_vs_X`` of a run is X's time to target divided by the
+        run's, X's time being the median over X's runs (seeds) on the same dataset, device and
+        thread count, defined only when all of them reached the target
+        (:func:`~slide_engine.report.series.time_to_target_over_seeds`). NaN when either time
+        is missing (never reached, failed, X has no run at that grid point).
+    """
+    out = table.copy()
+    baselines = ([reference] if reference is not None else []) + [
+        m for m in compare_to if m != reference
+    ]
+    out["speedup_vs_reference"] = math.nan
+    where = ["dataset", "device", "threads"]
+    for base in baselines:
+        column = speedup_column(base, reference)
+        base_rows = out[out["method"] == base]
+        medians = {
+            key: time_to_target_over_seeds(group["time_to_target_s"].astype(float))
+            for key, group in base_rows.groupby(where, sort=False)
+        }
+        out[column] = [
+            speedup(medians.get(tuple(key), math.nan), float(t))
+            for key, t in zip(
+                out[where].itertuples(index=False, name=None), out["time_to_target_s"], strict=True
+            )
+        ]
+    first = list(out.columns).index("speedup_vs_reference") + 1
+    extra = [speedup_column(m, reference) for m in baselines if m != reference]
+    rest = [c for c in out.columns if c not in extra]
+    return out[rest[:first] + extra + rest[first:]]
+
+
 def summarize(records: Sequence[RunRecord], settings: Mapping[str, Any]) -> pd.DataFrame:
-    """The summary table: one row per run, columns :data:`SUMMARY_COLUMNS`, in record order."""
+    """The summary table: one row per run, in record order.
+
+    Columns: :data:`SUMMARY_COLUMNS`, plus ``speedup_vs_<method>`` after
+    ``speedup_vs_reference`` for every method of ``settings["compare_to"]`` (optional) other
+    than ``settings["reference"]`` (see :func:`add_speedups`).
+    """
     targets = {
         ds: target_p_at_1(records, ds, settings) for ds in {r.key["dataset"] for r in records}
     }
     rows = [summarize_run(rec, targets[rec.key["dataset"]]) for rec in records]
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return add_speedups(table, settings.get("reference"), settings.get("compare_to") or ())

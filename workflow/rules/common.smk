@@ -42,6 +42,12 @@ def check_target(cfg):
             f"target.reference '{target['reference']}' is not a method of this config "
             f"(methods: {', '.join(cfg['methods'])}); name one of them or set target.p_at_1"
         )
+    unknown = [m for m in target["compare_to"] or [] if m not in cfg["methods"]]
+    if unknown:
+        raise ValueError(
+            f"target.compare_to names '{unknown[0]}', which is not a method of this config "
+            f"(methods: {', '.join(cfg['methods'])})"
+        )
 
 
 check_dataset_sources(config.get("datasets", {}))
@@ -158,7 +164,7 @@ def get_train_command(wildcards):
         "--threads", wildcards.threads,
         "--seed", wildcards.seed,
         "--epochs", str(budget["epochs"]),
-        "--eval-every", str(budget["eval_every"]),
+        "--eval-every", str(spec["eval_every"] or budget["eval_every"]),
         "--dataset-name", wildcards.dataset,
     ]
     if budget["time_budget"] is not None:
@@ -188,6 +194,21 @@ def get_method_config_files(wildcards):
     return [path] if path else []
 
 
+def get_compare_to():
+    """Baselines of the speed-up columns besides the reference: `target.compare_to`, or every
+    tf-sampled method of the config when it is null."""
+    named = config["target"]["compare_to"]
+    if named is not None:
+        return list(named)
+    return [m for m, spec in config["methods"].items() if spec["engine"] == "tf-sampled"]
+
+
 def get_plot_settings(wildcards=None):
-    """What the figures need besides the data: method order and the accuracy target."""
-    return {"methods": list(config["methods"]), "target": config["target"]}
+    """What the summary and figures need besides the data: method order, the accuracy target
+    (with the resolved `compare_to`) and the legend note of the target line."""
+    target = {**config["target"], "compare_to": get_compare_to()}
+    if target["p_at_1"] is not None:
+        note = "target (absolute)"
+    else:
+        note = f"target: {target['fraction']:.0%} of {target['reference']}'s best P@1"
+    return {"methods": list(config["methods"]), "target": target, "target_note": note}
