@@ -68,8 +68,14 @@ def check_step(net: SlideNetwork, rows: np.ndarray, use_active: bool) -> None:
     ws, bs = neuron_major(net)
     loss = net.train_batch(rows)
     active = active_sets(net, len(rows)) if use_active else None
-    ref_loss, gw, gb, touched = reference_step(ws, bs, data, rows, active)
+    ref_loss, gw, gb, touched, deltas = reference_step(ws, bs, data, rows, active, True)
     assert rel(loss, ref_loss) <= RTOL
+    buf, last = net._buffers, len(net.layers) - 1
+    for li in range(last + 1):  # every layer's delta (the output's is left in its values)
+        got = buf.val[li] if li == last else buf.delta[li]
+        for i in range(len(rows)):
+            ids = buf.ids[li][i, : buf.cnt[li][i]]
+            assert rel(got[i, : len(ids)], deltas[li][i, ids]) <= RTOL, f"layer {li} delta"
     for li, layer in enumerate(net.layers):
         g_net = layer.m / (1 - B1)  # Adam step 1 from zero moments: m = (1 - beta1) g
         g_ref = gw[li].T if li == 0 else gw[li]

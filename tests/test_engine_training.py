@@ -62,10 +62,12 @@ MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfi
     mongoose=MongooseConfig(check_every=3, threshold=1e-6))))
 
 
-ROWS = SlideConfig(lr=1e-3, accumulate="rows", output=CONFIG.output)
+# CONFIG trains the sampled output layer neuron-major (accumulate="auto" with lazy Adam: "rows")
+HOGWILD = SlideConfig(lr=1e-3, accumulate="hogwild", output=CONFIG.output)
 
 
-@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, ROWS], ids=["reference", "mongoose", "rows"])
+@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD],
+                         ids=["reference", "mongoose", "hogwild"])
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
     net, _ = trained(train, 6, config)

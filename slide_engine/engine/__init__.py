@@ -34,8 +34,8 @@ Design decisions (see the modules for detail):
   neuron-major by default (``accumulate="auto"``, i.e. ``"rows"`` with lazy Adam;
   :mod:`~slide_engine.engine.rowwise`): the batch's (sample, neuron) pairs are grouped by neuron
   once after selection, then the forward and one fused pass (gradient, back-propagated delta and
-  lazy Adam step) visit each distinct row once, with no gradient array and no race; the result
-  does not depend on the thread count. Samples share most active neurons (SimHash K=9 at
+  lazy Adam step) visit each distinct row once, with no gradient array and no race; their sums
+  have the same order at any thread count. Samples share most active neurons (SimHash K=9 at
   Amazon-670K shape: 776,000 pairs, 87,000 distinct rows), so this reads each row once instead
   of ~9 times. ``accumulate="hogwild"`` keeps the paper's per-pair HOGWILD kernels; dense Adam
   (``adam="dense"``) resolves ``"auto"`` to it.

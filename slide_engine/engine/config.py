@@ -108,9 +108,9 @@ class SlideConfig:
     #: training of a sampled layer on a dense input (the paper's output layer): "hogwild" works
     #: per (sample, neuron) pair and adds each sample's gradient into a shared accumulator without
     #: locks (the paper); "rows" works per distinct neuron row (forward, gradient, back-propagated
-    #: delta and Adam step with each row read once; no accumulator, no race, results independent
-    #: of the thread count; lazy Adam only; see slide_engine.engine.rowwise); "auto" (default):
-    #: "rows" with lazy Adam, "hogwild" with dense Adam (see ``accumulate_mode``)
+    #: delta and Adam step with each row read once; no accumulator, no race, sums in an order
+    #: independent of the thread count; lazy Adam only; see slide_engine.engine.rowwise); "auto"
+    #: (default): "rows" with lazy Adam, "hogwild" with dense Adam (see ``accumulate_mode``)
     accumulate: Literal["auto", "hogwild", "rows"] = "auto"
     #: scratch memory for dense evaluation scores (chunks of test points are scored at once)
     eval_chunk_mb: int = 256

@@ -19,10 +19,11 @@ dense layer a training step therefore runs:
    once; :func:`reduce_prev_delta_serial` then sums the partitions' deltas in partition order and
    masks them by ReLU'.
 
-A partition is one block of parallel work. Their number is fixed, whatever the thread count: the
-results do not depend on the thread count (1 to :data:`N_PARTS` threads) and no update is lost
-to a race. No gradient array is stored for the layer (343 MB less at Amazon-670K shape). Only lazy
-Adam is supported (dense Adam must also visit the untouched rows).
+A partition is one block of parallel work. Their number is fixed, whatever the thread count, so
+every sum of these kernels has the same order at any thread count: the serial and parallel
+kernels add the same terms in the same order, a run at a fixed thread count is deterministic and
+no update is lost to a race. No gradient array is stored for the layer (343 MB less at
+Amazon-670K shape). Only lazy Adam is supported (dense Adam must also visit the untouched rows).
 
 Layout of the grouped pairs (``groups``): partition ``c`` holds the distinct rows
 ``unique[part_ptr[c] : part_ptr[c] + part_nu[c]]``; its ``k``-th row has the pairs
@@ -38,7 +39,7 @@ from numba import njit, prange
 from slide_engine.engine.prefetch import prefetch_row
 
 #: partitions of the neurons (by id modulo, a power of two): the blocks of parallel work, each
-#: with its own back-propagated-delta buffer; fixed, so that results do not depend on threads
+#: with its own back-propagated-delta buffer; fixed, so that no sum depends on the thread count
 N_PARTS = 16
 _MASK = N_PARTS - 1
 #: rows ahead whose weights (and moments) are prefetched
