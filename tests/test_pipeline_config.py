@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/paper-delicious.yaml", "config/paper-amazon.yaml",
-           "config/ci/config.yaml"]
+           "config/amazon670k-like.yaml", "config/ci/config.yaml"]
 
 
 def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -69,6 +69,52 @@ def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
         assert flag in line
     # the engine writes outside the declared outputs (checkpoints survive a killed job)
     assert "--out results/checkpoints/synthetic/slide-mongoose-cpu-t2-s1/curve.csv" in line
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+def test_shipped_configs_validate_against_the_schema(configfile):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / configfile).read_text())
+    jsonschema.validate(config, schema)  # raises ValidationError naming the bad key
+
+
+def test_amazon670k_like_run_plans_its_subset_eval_cadence_and_ratio_baselines():
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/amazon670k-like.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((REPO / "config/amazon670k-like.yaml").read_text())
+    synthetic = config["datasets"]["amazon670k-like"]["synthetic"]
+    assert synthetic["preset"] == "amazon670k-like"
+    assert set(synthetic["params"]) == {"n_train", "n_test"}  # D and L of the preset are kept
+    commands = [ln for ln in proc.stdout.splitlines() if "train --train" in ln or
+                "baselines train" in ln]
+    assert len(commands) == len(config["methods"]) * len(config["grid"]["seeds"])
+    for method, spec in config["methods"].items():
+        line = next(ln for ln in commands if f"/{method}-cpu-t2-s0/curve.csv" in ln)
+        every = spec.get("eval_every") or config["budget"]["eval_every"]
+        assert f"--eval-every {every} " in line
+        assert f"--time-budget {config['budget']['time_budget']}" in line
+
+
+def test_a_method_eval_every_overrides_the_budget_and_compare_to_names_methods(tmp_path):
+    def per_method(config):
+        config["methods"]["tf-full"]["eval_every"] = 3
+
+    proc = snakemake("-n", "-p", "--forceall", "--configfile",
+                     str(write_config(tmp_path, per_method)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    full = [ln for ln in proc.stdout.splitlines() if "--model full" in ln]
+    slide = [ln for ln in proc.stdout.splitlines() if "python -m slide_engine train" in ln]
+    assert full and all("--eval-every 3 " in ln for ln in full)
+    assert slide and all("--eval-every 10 " in ln for ln in slide)
+
+    def unknown(config):
+        config["target"]["compare_to"] = ["tf-sampled-5pct"]
+
+    proc = snakemake("-n", "--configfile", str(write_config(tmp_path, unknown)))
+    assert proc.returncode != 0
+    assert "target.compare_to names 'tf-sampled-5pct', which is not a method" in (
+        proc.stdout + proc.stderr)
 
 
 def write_config(tmp_path: Path, change) -> Path:
