@@ -215,6 +215,13 @@ def test_ratio_lines_give_time_and_speedups_or_say_why_not():
     lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
     assert lines["slide"] == "25 s | tf-full/slide 16x | tf-sampled-10pct/slide n/a"
     assert lines["tf-sampled-10pct"] == "not reached (best P@1 0.220)"
+    # ... unless it is known how long the baseline trained without getting there: a lower bound
+    table = time_to_target_ratios(never.assign(train_seconds=480.0), BASELINES)
+    assert table.set_index("method").loc["slide", "tf-sampled-10pct >"] == pytest.approx(19.2)
+    assert math.isnan(table.set_index("method").loc["slide-dwta", "tf-sampled-10pct >"])
+    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
+    assert lines["slide"] == ("25 s | tf-full/slide 16x | "
+                              "tf-sampled-10pct/slide > 19x (not reached in 480 s)")
     # several devices: the method is named with its device, as in the legend
     gpu = ratio_summary().assign(device="gpu")
     both = time_to_target_ratios(pd.concat([ratio_summary(), gpu]), ["tf-full"])
