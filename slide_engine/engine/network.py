@@ -7,13 +7,18 @@ all labels at evaluation.
 One training step (:meth:`SlideNetwork.train_batch`) runs layer by layer over the whole batch:
 
 1. *hash* (sampled layers): hash each sample's input to the layer and pick its active neurons
-   (output layer: the sample's labels first, then the LSH candidates);
-2. *forward*: the active neurons' values (ReLU in hidden layers, logits at the output), then the
-   softmax over each sample's active output neurons and ``delta = p - t``;
+   (output layer: the sample's labels first, then the LSH candidates); for a layer trained
+   neuron-major (``accumulate="rows"``, see :mod:`~slide_engine.engine.rowwise`) also group the
+   batch's (sample, neuron) pairs by neuron;
+2. *forward*: the active neurons' values (ReLU in hidden layers, logits at the output; per
+   distinct row for a neuron-major layer), then the softmax over each sample's active output
+   neurons and ``delta = p - t``;
 3. *backward*: gradient rows accumulated in place without locks (HOGWILD at >1 thread). A dense
    layer fed by a dense layer is done row by row instead (one worker per row): every sample
-   touches every row there, so HOGWILD would collide on every sample, not rarely;
-4. *update*: Adam over rows, lazy (rows stamped this step) or dense (all rows);
+   touches every row there, so HOGWILD would collide on every sample, not rarely. A neuron-major
+   layer's pass per distinct row computes its gradient and delta and applies its Adam step at
+   once (so its update is timed here, as backward);
+4. *update*: Adam over the other layers' rows, lazy (rows stamped this step) or dense (all rows);
 5. *tables*: scheduled rebuild / redraw of each sampled layer's hash tables.
 
 Samples without labels contribute neither loss nor gradient (their delta is zero, no row is
@@ -677,9 +682,11 @@ class SlideNetwork:
             mean active neurons per sample (NaN for a dense layer); ``active_fraction``: the output
             one over the number of labels; ``mult_fraction``: forward multiply-adds over the
             dense network's; ``t_hash``, ``t_forward``, ``t_backward``, ``t_update``,
-            ``t_tables``: seconds per phase; ``rebuilds``: table rebuilds; with a ``mongoose``
-            schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``, ``t_fit`` (its
-            drift checks, re-insertions and learned-hash fits, included in ``t_tables``).
+            ``t_tables``: seconds per phase (a neuron-major layer's grouping of pairs counts as
+            hash, its fused gradient + Adam pass as backward); ``rebuilds``: table rebuilds;
+            with a ``mongoose`` schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``,
+            ``t_fit`` (its drift checks, re-insertions and learned-hash fits, included in
+            ``t_tables``).
         """
         if not self.layers:
             raise RuntimeError("call prepare() before stats()")

@@ -2,12 +2,14 @@
 
 The neuron-major kernels (:mod:`slide_engine.engine.rowwise`) visit ~87,000 random 512-byte rows
 of 343 MB weight and moment matrices per batch; the hardware prefetchers cannot guess the next
-row, so each row's first access waits for memory. :func:`prefetch_row` asks for the rows a few
-iterations ahead (``llvm.prefetch``: a hint, never a fault, no effect on results).
+row, so each row's first access waits for memory. :func:`prefetch_row` (a row) and
+:func:`prefetch_item` (one element) ask for data a few iterations ahead (``llvm.prefetch``: a
+hint, never a fault, no effect on results).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -17,8 +19,11 @@ _LINE_FLOATS = 16  # 64-byte cache lines of float32
 
 
 @intrinsic
-def _prefetch_item(typingctx, arr, i, j):
-    # llvm.prefetch(address of arr[i, j], write, high locality, data cache)
+def prefetch_item(typingctx, arr, i, j):
+    """Prefetch the cache line of ``arr[i, j]`` (2-D array) for writing; call from Numba code.
+
+    ``llvm.prefetch(address, write, high locality, data cache)``.
+    """
     if not (isinstance(arr, types.Array) and arr.ndim == 2):
         return None
     sig = types.void(arr, i, j)
@@ -42,7 +47,7 @@ def _prefetch_item(typingctx, arr, i, j):
 
 
 @njit(cache=True, inline="always")
-def prefetch_row(arr, row):
+def prefetch_row(arr: np.ndarray, row: int) -> None:
     """Prefetch every cache line of ``arr[row]`` for writing.
 
     Parameters
@@ -53,4 +58,4 @@ def prefetch_row(arr, row):
         Row to bring into the cache.
     """
     for q in range(0, arr.shape[1], _LINE_FLOATS):
-        _prefetch_item(arr, row, q)
+        prefetch_item(arr, row, q)

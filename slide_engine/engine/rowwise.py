@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from slide_engine.engine.prefetch import prefetch_row
+from slide_engine.engine.prefetch import prefetch_item, prefetch_row
 
 #: partitions of the neurons (by id modulo, a power of two): the blocks of parallel work, each
 #: with its own back-propagated-delta buffer; fixed, so that no sum depends on the thread count
@@ -315,6 +315,8 @@ def _nm_fused_block(c, part_ptr, part_nu, unique, u_ptr, pair_sample, pair_pos, 
             prefetch_row(w, jn)
             prefetch_row(m, jn)
             prefetch_row(v, jn)
+            for p in range(u_ptr[u + _AHEAD + c], u_ptr[u + _AHEAD + c + 1]):  # its deltas
+                prefetch_item(delta, pair_sample[p], pair_pos[p])
         n = 0  # the row's pairs with a non-zero delta (zero: e.g. a sample without labels)
         gbias = np.float32(0.0)
         for p in range(u_ptr[u + c], u_ptr[u + c + 1]):
