@@ -407,19 +407,17 @@ def _softmax_loss_one(i, rows, y_indptr, y_indices, ids, cnt, val, labels_first,
     for a in range(1, n):
         if z[a] > zmax:
             zmax = z[a]
+    s = 0.0
+    for a in range(n):
+        s += math.exp(z[a] - zmax)
+    lse = zmax + math.log(s)
     t = 1.0 / n_lab
     zlab = 0.0
     for p in range(n_lab):
         zlab += z[p] if labels_first else z[y_indices[lo + p]]
-    s = 0.0
-    for a in range(n):  # one exp per neuron: exp(z - zmax) kept, then scaled by 1 / sum
-        e = math.exp(z[a] - zmax)
-        z[a] = e
-        s += e
-    loss[i] = zmax + math.log(s) - t * zlab
-    inv = 1.0 / s
+    loss[i] = lse - t * zlab
     for a in range(n):
-        z[a] *= inv
+        z[a] = math.exp(z[a] - lse)
     for p in range(n_lab):
         if labels_first:
             z[p] -= t
@@ -496,7 +494,7 @@ def scatter_bias_grad(ids: np.ndarray, cnt: np.ndarray, delta: np.ndarray, gb: n
 class KernelSet(NamedTuple):
     """The per-sample and per-row kernels of one compilation mode (serial or parallel).
 
-    ``nm_*`` and ``reduce_prev_delta`` are the neuron-major kernels of
+    ``group_pairs``, ``nm_*`` and ``reduce_prev_delta`` are the neuron-major kernels of
     :mod:`slide_engine.engine.rowwise` (``accumulate="rows"``).
     """
 
