@@ -7,6 +7,7 @@ changes no global backend state.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -116,16 +117,19 @@ def convergence_figure(
     ratios = time_to_target_ratios(summary, list(baselines))
     lines = ratio_lines(ratios, list(baselines), list(ratios["device"]))
     boxed = x == "train_seconds" and not target.empty and bool(lines)
-    fig = Figure(figsize=(7.5, 4.8 + (0.22 * (len(lines) + 1) if boxed else 0)),
-                 layout="constrained")
     if boxed:
-        ax, box = fig.subplots(2, 1, height_ratios=[4.8, 0.22 * (len(lines) + 1)])
+        header = (f"training seconds to P@1 >= {target.iloc[0]:.3f} (median over seeds); "
+                  "B/M: B's time / M's (how many times sooner M got there)")
+        lines = [header, *(wrapped for line in lines
+                           for wrapped in textwrap.wrap(line, 105, subsequent_indent="    "))]
+        fig = Figure(figsize=(8.0, 4.8 + 0.17 * len(lines) + 0.1), layout="constrained")
+        ax, box = fig.subplots(2, 1, height_ratios=[4.8, 0.17 * len(lines) + 0.1])
         box.axis("off")
-        header = (f"training seconds to the target (P@1 >= {target.iloc[0]:.3f}, median over "
-                  f"seeds); B/M = how many times sooner method M got there than B:")
-        box.text(0.0, 1.0, "\n".join([header, *lines]), transform=box.transAxes, va="top",
-                 ha="left", fontsize=8, family="monospace")
+        text = box.text(0.0, 1.0, "\n".join(lines), transform=box.transAxes, va="top",
+                        ha="left", fontsize=8, family="monospace")
+        text.set_in_layout(False)  # the axes keep their width; the box is sized by its lines
     else:
+        fig = Figure(figsize=(7.5, 4.8), layout="constrained")
         ax = fig.add_subplot()
     devices = list(subset["device"].unique())
     for (method, device), runs in _in_config_order(subset, styles):
