@@ -213,9 +213,9 @@ def _nm_forward_block(c, part_ptr, part_nu, unique, u_ptr, pair_sample, pair_pos
 
 @njit(cache=True)
 def nm_forward_serial(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndarray,
-                      u_ptr: np.ndarray,
-                      pair_sample: np.ndarray, pair_pos: np.ndarray, w: np.ndarray, b: np.ndarray,
-                      x: np.ndarray, val: np.ndarray, relu: bool) -> None:
+                      u_ptr: np.ndarray, pair_sample: np.ndarray, pair_pos: np.ndarray,
+                      w: np.ndarray, b: np.ndarray, x: np.ndarray, val: np.ndarray,
+                      relu: bool) -> None:
     """Neuron-major forward: ``val[s, a] = act(w[j] . x_s + b[j])`` for every pair of row ``j``.
 
     Parameters
@@ -238,9 +238,9 @@ def nm_forward_serial(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndar
 
 @njit(cache=True, parallel=True)
 def nm_forward_parallel(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndarray,
-                        u_ptr: np.ndarray,
-                        pair_sample: np.ndarray, pair_pos: np.ndarray, w: np.ndarray,
-                        b: np.ndarray, x: np.ndarray, val: np.ndarray, relu: bool) -> None:
+                        u_ptr: np.ndarray, pair_sample: np.ndarray, pair_pos: np.ndarray,
+                        w: np.ndarray, b: np.ndarray, x: np.ndarray, val: np.ndarray,
+                        relu: bool) -> None:
     """Parallel twin of :func:`nm_forward_serial` (a partition per worker: no race)."""
     for c in prange(N_PARTS):
         _nm_forward_block(c, part_ptr, part_nu, unique, u_ptr, pair_sample, pair_pos, w, b, x,
@@ -356,8 +356,8 @@ def _nm_fused_block(c, part_ptr, part_nu, unique, u_ptr, pair_sample, pair_pos, 
 @njit(cache=True, error_model="numpy")
 def nm_fused_serial(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndarray,
                     u_ptr: np.ndarray, pair_sample: np.ndarray, pair_pos: np.ndarray,
-                    delta: np.ndarray,
-                    x: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray, b: np.ndarray,
+                    delta: np.ndarray, x: np.ndarray, w: np.ndarray, m: np.ndarray,
+                    v: np.ndarray, b: np.ndarray,
                     mb: np.ndarray, vb: np.ndarray, row_step: np.ndarray, stamp: np.ndarray,
                     step_no: int, lr: float, beta1: float, beta2: float, eps: float,
                     corr: np.ndarray, gacc: np.ndarray, pd: np.ndarray, sbuf: np.ndarray,
@@ -399,8 +399,8 @@ def nm_fused_serial(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndarra
 @njit(cache=True, parallel=True, error_model="numpy")
 def nm_fused_parallel(part_ptr: np.ndarray, part_nu: np.ndarray, unique: np.ndarray,
                       u_ptr: np.ndarray, pair_sample: np.ndarray, pair_pos: np.ndarray,
-                      delta: np.ndarray,
-                      x: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray, b: np.ndarray,
+                      delta: np.ndarray, x: np.ndarray, w: np.ndarray, m: np.ndarray,
+                      v: np.ndarray, b: np.ndarray,
                       mb: np.ndarray, vb: np.ndarray, row_step: np.ndarray, stamp: np.ndarray,
                       step_no: int, lr: float, beta1: float, beta2: float, eps: float,
                       corr: np.ndarray, gacc: np.ndarray, pd: np.ndarray, sbuf: np.ndarray,
