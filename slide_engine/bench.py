@@ -36,8 +36,12 @@ What is measured, and how:
 - Profile: SLIDE's phase timers from ``stats()`` (hash, forward, backward, update, tables) per
   timed batch; TensorFlow's host-side batch preparation vs the compiled step (``t_host``,
   ``t_step``).
-- Memory bandwidth of the machine: a NumPy copy of a 512 MiB array (best of 5; read + write
-  bytes / time), to compare against SLIDE's estimated traffic per batch.
+- The machine's memory (:mod:`slide_engine.machine`): a NumPy copy of a 512 MiB array
+  (``mem_bandwidth_gbs``, streaming, best of 5) and a lazy-Adam step over 65,536 random rows of
+  three 128 MiB arrays at each thread count (``row_update_gbs``: the access pattern of SLIDE's
+  output layer). SLIDE's estimated traffic per batch is shown against the latter, and
+  ``machine_row_speedup`` (its rate at the most threads over 1 thread) is the ceiling of the
+  thread speed-up of any memory-bound kernel on this machine.
 - Optionally (``--accuracy-seconds S``) every method also trains for ``S`` training seconds in
   the shared harness at the highest thread count, evaluated every ``--eval-every`` batches; the
   parent then reports each method's time to reach 95 % of TF full softmax's final P@1.
@@ -63,6 +67,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from slide_engine.machine import measure_bandwidth, measure_row_update
 
 __all__ = ["CSV_COLUMNS", "GOALS", "main", "measure_bandwidth"]
 
@@ -148,6 +154,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tta_seconds",
     "final_p_at_1",
     "mem_bandwidth_gbs",
+    "row_update_gbs",
+    "machine_row_speedup",
     "load_avg_1min",
     "settings",
     "cpu_model",
@@ -171,27 +179,6 @@ _THREAD_ENV = (
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def measure_bandwidth(mib: int = 512, repeats: int = 5) -> float:
-    """Memory bandwidth of a NumPy copy, GB/s (read + write bytes over the best time).
-
-    Parameters
-    ----------
-    mib : int
-        Size of the copied array in MiB (well beyond the caches).
-    repeats : int
-        Copies timed; the best is kept (the least disturbed by other processes).
-    """
-    src = np.ones(mib * 2**20 // 8, dtype=np.float64)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # fault the pages in
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * src.nbytes / best / 1e9
 
 
 def _rss_mb() -> float:
@@ -365,7 +352,9 @@ def _worker(args: argparse.Namespace) -> int:
     result["timed_batches"] = len(wall)
     if method.startswith("slide"):
         result.update(_slide_extras(model, stats, len(wall)))
-        result.update(_slide_traffic_gb(result, args.batch_size, model.layers[-1].w.shape[1]))
+        neuron_major = len(model.layers) - 1 in model._rowwise
+        result.update(_slide_traffic_gb(result, args.batch_size, model.layers[-1].w.shape[1],
+                                        neuron_major))
         if "rebuild_seconds" in result:
             result["ms_per_batch_amortised"] = (
                 result["ms_per_batch_median"]
@@ -538,7 +527,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]],
-                  bandwidth: float) -> None:
+                  bandwidth: float, row_rates: dict[int, float]) -> None:
     print("\nmethod       thr  ms/batch med [p10, p90]        cpu ms  amortised  peak MB  "
           "start-up s (cpu s)  cpu share")
     for r in rows:
@@ -554,44 +543,59 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
     slide_rows = [r for r in rows if r.get("status") == "ok" and "t_forward_ms" in r]
     if slide_rows:
         print("\nSLIDE profile, ms per timed batch (engine phase timers; clock: "
-              f"{rows[0].get('phase_clock', 'wall')})")
+              f"{rows[0].get('phase_clock', 'wall')}); traffic: output layer, per batch")
         print("method       thr   hash  forward backward  update  tables  active  unique  "
-              "rebuild s  traffic GB pairs/unique  at bandwidth ms")
+              "rebuild s  traffic GB  at row rate ms")
         for r in slide_rows:
-            hi = r.get("traffic_pairs_gb", math.nan)
-            lo = r.get("traffic_unique_gb", math.nan)
+            gb = r.get("traffic_unique_gb", math.nan)
+            rate = row_rates.get(r["threads"], math.nan)
             print(f"{r['method']:12s} {r['threads']:>3} {r['t_hash_ms']:6.1f} "
                   f"{r['t_forward_ms']:8.1f} {r['t_backward_ms']:8.1f} {r['t_update_ms']:7.1f} "
                   f"{r['t_tables_ms']:7.1f} {r['active_mean']:7.0f} "
                   f"{r.get('unique_active', math.nan):7.0f} "
-                  f"{r.get('rebuild_seconds', math.nan):9.2f}  {hi:6.2f} / {lo:5.2f}  "
-                  f"{1e3 * hi / bandwidth:7.1f} / {1e3 * lo / bandwidth:5.1f}")
+                  f"{r.get('rebuild_seconds', math.nan):9.2f}  {gb:10.2f}  "
+                  f"{1e3 * gb / rate:14.1f}")
     tf_rows = [r for r in rows if r.get("status") == "ok" and "t_host_ms" in r]
     if tf_rows:
         print("\nTensorFlow split, ms per timed batch: host-side batch preparation vs step")
         for r in tf_rows:
             print(f"{r['method']:12s} {r['threads']:>3}  host {r['t_host_ms']:7.2f}  "
                   f"step {r['t_step_ms']:9.1f}")
-    print(f"\nmemory bandwidth (NumPy copy, read+write): {bandwidth:.1f} GB/s")
+    print(f"\nmemory: streaming copy {bandwidth:.1f} GB/s (read+write); random-row Adam step "
+          + ", ".join(f"{rate:.1f} GB/s at {t} thread(s)" for t, rate in row_rates.items())
+          + f"; memory-bound speed-up ceiling {_row_speedup(row_rates):.2f}")
     print("\ngoal                    value      target  verdict")
     for name, value, verdict in goals:
         limit, op, text = GOALS[name]
         print(f"{name:22s} {value:9.3g}  {op}{limit:<6g}  {verdict:5s}  {text}")
 
 
-def _slide_traffic_gb(row: dict[str, Any], batch: int, width: int) -> dict[str, float]:
+def _row_speedup(row_rates: dict[int, float]) -> float:
+    """Random-row update rate at the most threads over its rate at 1 thread (nan without both)."""
+    top = max(row_rates, default=1)
+    return row_rates[top] / row_rates[1] if 1 in row_rates and top > 1 else math.nan
+
+
+def _slide_traffic_gb(row: dict[str, Any], batch: int, width: int,
+                      neuron_major: bool) -> dict[str, float]:
     """Estimated memory traffic of one SLIDE batch in the output layer (the dominant term), GB.
 
-    ``traffic_pairs_gb`` counts every (sample, active neuron) pair as a cache miss: forward reads
-    the weight row (1), backward reads it and reads + writes the gradient row (3), lazy Adam
-    reads and writes w, g, m, v (8), rows of ``4 * width`` bytes -- the upper bound.
-    ``traffic_unique_gb`` counts each distinct row of the batch once per array and direction
-    (w, g, m, v read and written: 8 rows), the floor when shared rows stay in cache.
+    ``traffic_pairs_gb`` counts every (sample, active neuron) pair as a cache miss, rows of
+    ``4 * width`` bytes: the upper bound. Per pair, the sample-major (HOGWILD) path reads the
+    weight row in the forward (1), reads it and reads + writes the gradient row in the backward
+    (3) and lazy Adam reads and writes w, g, m, v (8): 12 rows; the neuron-major path works per
+    distinct row, so its upper bound is the same as its floor. ``traffic_unique_gb`` counts each
+    distinct row of the batch once per array and direction: sample-major, w, g, m, v read and
+    written (8 rows); neuron-major, w read by the forward, then w, m, v read and written by the
+    fused pass (7 rows, no gradient array): the floor when shared rows stay in cache.
     """
     row_bytes = 4 * width
-    out = {"traffic_pairs_gb": batch * row["active_mean"] * row_bytes * 12 / 1e9}
+    out = {}
     if "unique_active" in row:
-        out["traffic_unique_gb"] = row["unique_active"] * row_bytes * 8 / 1e9
+        per_row = 7 if neuron_major else 8
+        out["traffic_unique_gb"] = row["unique_active"] * row_bytes * per_row / 1e9
+    out["traffic_pairs_gb"] = (out["traffic_unique_gb"] if neuron_major and out
+                               else batch * row["active_mean"] * row_bytes * 12 / 1e9)
     return out
 
 
@@ -619,6 +623,10 @@ def _parent(args: argparse.Namespace) -> int:
           f"D={spec.n_features}, L={spec.n_labels}; methods {methods}, threads {args.threads}",
           flush=True)
     bandwidth = measure_bandwidth()
+    row_rates = measure_row_update(sorted(args.threads))
+    print("  machine: streaming copy " f"{bandwidth:.1f} GB/s; random-row Adam step "
+          + ", ".join(f"{rate:.1f} GB/s at {t} thread(s)" for t, rate in row_rates.items()),
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="slide-bench-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -640,10 +648,12 @@ def _parent(args: argparse.Namespace) -> int:
             preset=args.preset, n_train=spec.n_train, n_features=spec.n_features,
             n_labels=spec.n_labels, batch_size=args.batch_size, warmup_batches=args.warmup,
             mem_bandwidth_gbs=bandwidth,
+            row_update_gbs=row_rates.get(row.get("threads"), math.nan),
+            machine_row_speedup=_row_speedup(row_rates),
         )
     goals = _goal_rows(rows, args.threads)
     _write_csv(Path(args.out), rows)
-    _print_tables(rows, goals, bandwidth)
+    _print_tables(rows, goals, bandwidth, row_rates)
     goals_path = Path(args.out).with_suffix(".goals.csv")
     with goals_path.open("w", newline="") as fh:
         writer = csv.writer(fh)

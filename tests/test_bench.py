@@ -28,6 +28,8 @@ _POSITIVE = (
     "peak_rss_mb",
     "startup_seconds",
     "mem_bandwidth_gbs",
+    "row_update_gbs",
+    "machine_row_speedup",
 )
 
 
@@ -137,6 +139,24 @@ def test_time_to_target_is_first_crossing_or_inf() -> None:
 
 def test_bandwidth_is_positive() -> None:
     assert bench.measure_bandwidth(mib=16, repeats=2) > 0
+
+
+def test_traffic_estimate_per_path_against_hand_computed_values() -> None:
+    row = {"active_mean": 1000.0, "unique_active": 50_000.0}
+    # neuron-major: 7 rows of 4 * 128 bytes per distinct row (w forward; w, m, v read + written)
+    nm = bench._slide_traffic_gb(row, batch=128, width=128, neuron_major=True)
+    assert nm["traffic_unique_gb"] == pytest.approx(50_000 * 512 * 7 / 1e9)
+    assert nm["traffic_pairs_gb"] == nm["traffic_unique_gb"]
+    # sample-major: 8 rows per distinct row, 12 per (sample, neuron) pair
+    sm = bench._slide_traffic_gb(row, batch=128, width=128, neuron_major=False)
+    assert sm["traffic_unique_gb"] == pytest.approx(50_000 * 512 * 8 / 1e9)
+    assert sm["traffic_pairs_gb"] == pytest.approx(128 * 1000 * 512 * 12 / 1e9)
+
+
+def test_row_speedup_needs_one_thread_and_more() -> None:
+    assert bench._row_speedup({1: 10.0, 2: 15.0}) == pytest.approx(1.5)
+    assert math.isnan(bench._row_speedup({2: 15.0}))
+    assert math.isnan(bench._row_speedup({1: 10.0}))
 
 
 def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
