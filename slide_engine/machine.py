@@ -66,7 +66,7 @@ def _row_update(w: np.ndarray, m: np.ndarray, v: np.ndarray, rows: np.ndarray) -
 
 
 def measure_row_update(threads: list[int], n_rows: int = 2**18, width: int = 128,
-                       touched: int = 2**16, repeats: int = 5,
+                       touched: int = 2**16, repeats: int = 15,
                        seed: int = 0) -> dict[int, float]:
     """Rate of a lazy-Adam step over random rows, GB/s, at each thread count.
 
@@ -80,7 +80,8 @@ def measure_row_update(threads: list[int], n_rows: int = 2**18, width: int = 128
         Distinct random rows stepped per timed call (a fresh draw per call, so no row is warm
         in the caches from the call before).
     repeats : int
-        Timed calls per thread count; the best is kept.
+        Timed calls per thread count, the thread counts taking turns; the median is kept (the
+        memory of a shared host swings by up to 1.5x between seconds: see docs/performance.md).
     seed : int
         Seed of the row draws.
 
@@ -88,7 +89,7 @@ def measure_row_update(threads: list[int], n_rows: int = 2**18, width: int = 128
     -------
     dict of int to float
         Thread count -> bytes read and written (6 rows of ``4 * width`` bytes per touched row)
-        over the best time, GB/s.
+        over the median time, GB/s.
     """
     if not 0 < touched <= n_rows:
         raise ValueError(f"touched rows must be in [1, n_rows={n_rows}], got {touched}")
@@ -98,18 +99,19 @@ def measure_row_update(threads: list[int], n_rows: int = 2**18, width: int = 128
     v = np.ones_like(w)
     nbytes = 6 * 4 * width * touched
     previous = numba.get_num_threads()
-    out = {}
+    times: dict[int, list[float]] = {t: [] for t in threads}
     try:
-        for t in threads:
+        for t in threads:  # compile, and fault the pages in
             numba.set_num_threads(t)
-            _row_update(w, m, v, rng.choice(n_rows, touched, replace=False))  # compile, warm
-            best = math.inf
-            for _ in range(repeats):
+            _row_update(w, m, v, rng.choice(n_rows, touched, replace=False))
+        for _ in range(repeats):  # thread counts interleaved: a slow spell hits them alike
+            for t in threads:
+                numba.set_num_threads(t)
                 rows = rng.choice(n_rows, touched, replace=False)
                 t0 = time.perf_counter()
                 _row_update(w, m, v, rows)
-                best = min(best, time.perf_counter() - t0)
-            out[t] = nbytes / best / 1e9
+                times[t].append(time.perf_counter() - t0)
     finally:
         numba.set_num_threads(previous)
+    out = {t: nbytes / float(np.median(sec)) / 1e9 for t, sec in times.items()}
     return out
