@@ -7,6 +7,7 @@ this costs nothing and a kill never leaves a half-written file).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -16,16 +17,17 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from slide_engine.data._atomic import atomic_target
 
 __all__ = [
     "CURVE_COLUMNS",
     "CurveLog",
+    "atomic_open",
     "atomic_write_bytes",
     "config_hash",
     "provenance",
@@ -54,6 +56,37 @@ CURVE_COLUMNS: tuple[str, ...] = (
 _PACKAGES = ("numpy", "numba", "llvmlite", "tensorflow", "tensorflow-cpu", "pandas", "snakemake")
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a binary file that replaces ``path`` atomically when the block ends without error.
+
+    The content goes to a temporary file in the same folder, is flushed and fsynced, then renamed
+    onto ``path``; on any exception ``path`` keeps its previous content. Writers can stream into
+    the handle, so nothing needs to hold the whole content in memory.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; its folder must exist and be writable.
+
+    Yields
+    ------
+    BinaryIO
+        The open temporary file.
+    """
+    path = Path(path)
+    try:
+        with atomic_target(path) as tmp, tmp.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        if err.filename is None:
+            # a failed write (disk full, file too large) names no file: name the destination
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write ``payload`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -64,17 +97,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
     payload : bytes
         The whole new content.
     """
-    path = Path(path)
-    try:
-        with atomic_target(path) as tmp, tmp.open("wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as err:
-        if err.filename is None:
-            # a failed write (disk full, file too large) names no file: name the destination
-            raise OSError(err.errno, err.strerror, str(path)) from err
-        raise
+    with atomic_open(path) as fh:
+        fh.write(payload)
 
 
 def _fmt(value: Any) -> str:
