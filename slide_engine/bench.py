@@ -24,6 +24,14 @@ What is measured, and how:
   Per batch it records wall time (``perf_counter``) and process CPU time (``process_time``, all
   threads): on a shared machine the CPU time is the steadier number, the wall time the goal;
   ``cpu_share`` (CPU seconds per wall second) shows how much of the machine the worker got.
+- ``--trained-steps N`` (SLIDE methods): before the warm-up batches the network trains ``N``
+  untimed steps on a batch stream of its own (seed + 1), so the timed batches stay those of the
+  other methods. A fresh network's tables hold its initial weights' hashes and the samples of a
+  batch share most active neurons; after a few hundred steps the active sets are smaller but
+  more sample-specific (``docs/performance.md``), so the steady state of a training run is
+  measured with ``N`` in the thousands (pass the run's ``--set lr=...`` too). TensorFlow's cost
+  per step does not depend on its weights, so TF methods ignore it (``trained_steps`` 0).
+  ``first_timed_step`` is the optimiser step of the first timed batch.
 - ``ms_per_batch_median``/``p10``/``p90``/``mean`` summarise the timed batches. SLIDE's table
   rebuild (every ``rebuild_every`` batches) falls outside a short window, so the worker also
   times one scheduled rebuild explicitly after the timed batches (``rebuild_seconds``; with lazy
@@ -122,6 +130,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "n_labels",
     "batch_size",
     "warmup_batches",
+    "trained_steps",
+    "first_timed_step",
     "timed_batches",
     "ms_per_batch_median",
     "ms_per_batch_p10",
@@ -330,9 +340,20 @@ def _worker(args: argparse.Namespace) -> int:
     model.warmup(first)  # the harness warms up on the first batch, then trains on it again
     batches = _batches(train.n_points, args.batch_size, args.seed)
     result["warmup_seconds"] = time.perf_counter() - t0
+    trained = args.trained_steps if method.startswith("slide") else 0
+    if trained:
+        own = _batches(train.n_points, args.batch_size, args.seed + 1)
+        for step in range(1, trained + 1):
+            model.train_batch(next(own))
+            if step % 500 == 0 or step == trained:
+                print(f"{method} t={threads}: {step}/{trained} untimed training steps",
+                      file=sys.stderr, flush=True)
+    result["trained_steps"] = trained
     for _ in range(args.warmup):
         model.train_batch(next(batches))
     model.stats()  # reset counters: the profile covers the timed batches only
+    # SLIDE's optimiser step of the first timed batch (the TF trainables keep no step count)
+    result["first_timed_step"] = model._step + 1 if method.startswith("slide") else math.nan
     wall, cpu = [], []
     for _ in range(args.batches):
         rows = next(batches)
@@ -409,7 +430,7 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
            "--batches", str(args.batches), "--warmup", str(args.warmup),
            "--batch-size", str(args.batch_size), "--seed", str(args.seed),
            "--preset", args.preset, "--eval-every", str(args.eval_every),
-           "--phase-clock", args.phase_clock,
+           "--phase-clock", args.phase_clock, "--trained-steps", str(args.trained_steps),
            "--accuracy-seconds", str(args.accuracy_seconds if threads == max(args.threads) else 0)]
     for item in args.sets:
         cmd += ["--set", item]
@@ -418,6 +439,9 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
     env = dict(os.environ)
     env.update({name: str(threads) for name in _THREAD_ENV})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.trained_steps and method.startswith("slide"):
+        print(f"  {method} t={threads}: training {args.trained_steps} untimed steps first",
+              flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
@@ -694,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=30, help="timed batches per method")
     p.add_argument("--warmup", type=int, default=3,
                    help="untimed training batches after the harness warm-up")
+    p.add_argument("--trained-steps", type=int, default=0,
+                   help="SLIDE methods: untimed training steps before the timed batches (the "
+                   "steady state of a training run rather than a fresh network; TF ignores it)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--methods", default="slide,tf-full,tf-sampled",
                    help=f"comma-separated, from {', '.join(METHODS)}")
@@ -723,10 +750,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench (or, with the internal ``--worker``, one measurement); return the status."""
     args = build_parser().parse_args(argv)
-    if args.batches < 1 or args.warmup < 0 or args.batch_size < 1 or min(args.threads) < 1:
+    if (args.batches < 1 or args.warmup < 0 or args.batch_size < 1 or min(args.threads) < 1
+            or args.trained_steps < 0):
         from slide_engine.errors import ConfigError
 
-        raise ConfigError("--batches, --batch-size and --threads must be >= 1, --warmup >= 0")
+        raise ConfigError("--batches, --batch-size and --threads must be >= 1, --warmup and "
+                          "--trained-steps >= 0")
     if args.worker:
         return _worker(args)
     if not args.test_points and args.preset != "tiny":

@@ -73,6 +73,8 @@ def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
         for col in ("t_hash_ms", "t_forward_ms", "t_backward_ms", "t_update_ms",
                     "active_mean", "model_bytes_mb", "rebuild_seconds"):
             assert math.isfinite(float(row[col])) and float(row[col]) >= 0, col
+        # no --trained-steps: the harness warm-up does not step the network, --warmup 1 does
+        assert row["trained_steps"] == "0" and row["first_timed_step"] == "2"
     for row in rows:
         if row["method"].startswith("tf"):
             assert float(row["t_host_ms"]) > 0 and float(row["t_step_ms"]) > 0
@@ -171,6 +173,23 @@ def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
     assert curve and all(0.0 <= float(r["p_at_1"]) <= 1.0 for r in curve)
     seconds = [float(r["train_seconds"]) for r in curve]
     assert seconds == sorted(seconds)
+
+
+def test_trained_steps_train_slide_before_the_timed_batches(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--batches", "2", "--warmup", "1", "--threads", "1",
+                "--methods", "slide", "--trained-steps", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training 4 untimed steps first" in proc.stdout
+    with (tmp_path / "bench.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["trained_steps"] == "4"
+    assert row["first_timed_step"] == "6"  # 4 trained + 1 warm-up batch before it
+
+
+def test_negative_trained_steps_is_a_clean_error(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--trained-steps", "-1")
+    assert proc.returncode == 2
+    assert "--trained-steps" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_thread_speedup_is_flagged_when_the_cores_were_shared() -> None:
