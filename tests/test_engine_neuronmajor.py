@@ -118,22 +118,29 @@ def test_rows_several_steps_match_reference(network, threads):
 
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_rows_and_hogwild_train_alike(network):
-    # HOGWILD at one thread, rows at one and two threads (twice: deterministic at two threads)
+    # HOGWILD at one thread, rows at one and two threads (twice: deterministic at two threads,
+    # bit for bit, unless a sampled layer is fed by a sampled one: that layer stays on the
+    # HOGWILD path, whose racing adds sum in thread order, so two 2-thread runs then agree only
+    # to rounding)
     nets = [rows_net(network, 1, "hogwild", exact=True)]
     nets += [rows_net(network, t, "rows", exact=True) for t in (1, 2, 2)]
+    racy = bool(set(nets[2]._samplers) - nets[2]._rowwise)
+    assert racy == (network == "sampled-hidden")
     for step in range(6):
         rows = step_rows(step)
         losses = [net.train_batch(rows) for net in nets]
         assert max(rel(loss, losses[0]) for loss in losses[1:]) <= RTOL
-        assert losses[3] == losses[2]
+        assert rel(losses[3], losses[2]) <= RTOL if racy else losses[3] == losses[2]
     hogwild, rows1, rows2, again = nets
     for a, b, c, d in zip(hogwild.layers, rows1.layers, rows2.layers, again.layers, strict=True):
         for other in (b, c):
             assert rel(other.w, a.w) <= RTOL and rel(other.b, a.b) <= RTOL
             assert rel(other.m, a.m) <= RTOL and rel(other.v, a.v) <= RTOL
             assert np.array_equal(other.row_step, a.row_step)
-        for name in ("w", "b", "m", "v", "row_step"):
-            assert np.array_equal(getattr(c, name), getattr(d, name)), name
+        for name in ("w", "b", "m", "v"):
+            x, y = getattr(c, name), getattr(d, name)
+            assert rel(x, y) <= RTOL if racy else np.array_equal(x, y), name
+        assert np.array_equal(c.row_step, d.row_step)
     assert rows1.layers[min(rows1._rowwise)].g.size == 0  # no gradient array stored
 
 
