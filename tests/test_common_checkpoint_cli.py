@@ -1,8 +1,12 @@
 """Checkpoint integrity and the shared config/CLI plumbing."""
 
 import dataclasses
+import hashlib
+import json
 import subprocess
 import sys
+import tracemalloc
+import zipfile
 from typing import Literal
 
 import numpy as np
@@ -50,10 +54,6 @@ def test_damaged_checkpoint_is_detected(tmp_path, damage):
 def test_checkpoint_digest_is_sha256_of_the_raw_bytes(tmp_path):
     """Oracle: sha256 over name, dtype, shape and ``tobytes()`` of each array in name order
     (the format's definition); covers an empty and a non-contiguous array."""
-    import hashlib
-    import json
-    import zipfile
-
     base = np.arange(24, dtype=np.float64).reshape(4, 6)
     state = {
         "b": base[:, ::2],
@@ -76,8 +76,6 @@ def test_checkpoint_digest_is_sha256_of_the_raw_bytes(tmp_path):
 def test_checkpoint_is_streamed_not_built_in_memory(tmp_path):
     """Saving a 64 MiB state must not hold another copy of it (at Amazon-670K shape the state is
     over a gigabyte): traced peak well under the state's size."""
-    import tracemalloc
-
     state = {"w": np.ones((16, 1 << 20), np.float32), "m": np.zeros(1 << 20, np.float32)}
     size = sum(a.nbytes for a in state.values())
     tracemalloc.start()
