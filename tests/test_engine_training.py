@@ -13,6 +13,7 @@ import pytest
 
 from slide_engine.data import generate
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
+from slide_engine.engine.network import mean_pairwise_cosine
 from slide_engine.harness import RunSettings, epoch_order
 from slide_engine.metrics import topk_from_scores
 from slide_engine.mongoose import MongooseConfig
@@ -149,6 +150,53 @@ def test_stats_report_sampling_and_phase_times(tiny):
                                                  "tables"))
     assert stats["rebuilds"] == 1.0  # after batch 4
     assert np.isnan(net.stats()["mult_fraction"])  # counters restart after each call
+
+
+def brute_force_cosine(x: np.ndarray) -> float:
+    rows = [r / np.linalg.norm(r) for r in x.astype(np.float64) if np.any(r)]
+    pairs = [rows[i] @ rows[j] for i in range(len(rows)) for j in range(len(rows)) if i != j]
+    return float(np.mean(pairs)) if pairs else float("nan")
+
+
+def test_mean_pairwise_cosine_matches_brute_force():
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((17, 6)), 0.0).astype(np.float32)
+    x[[2, 9]] = 0.0  # all-zero queries (a dead ReLU layer) are left out
+    assert mean_pairwise_cosine(x) == pytest.approx(brute_force_cosine(x), rel=1e-6)
+    assert mean_pairwise_cosine(np.tile(x[:1] * 3.0, (5, 1))) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(np.array([[1.0, 2.0], [-1.0, -2.0]])) == pytest.approx(-1.0)
+    assert np.isnan(mean_pairwise_cosine(x[:1]))
+    assert np.isnan(mean_pairwise_cosine(np.zeros((4, 3))))
+
+
+def test_stats_report_query_collapse_and_distinct_rows(tiny):
+    # oracles: the queries are the hidden activations of the weights before each step (NumPy
+    # forward), the distinct rows the unique ids of the batch's output active sets
+    train = tiny[0]
+    net = SlideNetwork(CONFIG, seed=5, threads=1)
+    net.prepare(train)
+    cosines, distinct = [], []
+    for rows in batches(train.n_points, 4):
+        first = net.layers[0]
+        hidden = np.zeros((rows.size, first.w.shape[1]))
+        for i, r in enumerate(rows):
+            lo, hi = train.x_indptr[r], train.x_indptr[r + 1]
+            hidden[i] = train.x_values[lo:hi] @ first.w[train.x_indices[lo:hi]] + first.b
+        cosines.append(brute_force_cosine(np.maximum(hidden, 0.0)))
+        net.train_batch(rows)
+        ids, cnt, _ = net._buffers.layer(len(net.layers) - 1)
+        active = np.concatenate([ids[i, : cnt[i]] for i in range(rows.size)])
+        distinct.append(np.unique(active).size)
+    stats = net.stats()
+    assert stats["query_cos"] == pytest.approx(np.mean(cosines), rel=1e-4)
+    assert stats["distinct_rows"] == pytest.approx(np.mean(distinct))
+    assert stats["distinct_rows"] <= stats["active_mean"] * 64
+    assert np.isnan(net.stats()["query_cos"])  # counters restart after each call
+    hogwild = SlideConfig(lr=1e-3, accumulate="hogwild",
+                          output=OutputConfig(sampled=True, hash=HASH))
+    net, _ = trained(train, 2, hogwild)
+    stats = net.stats()
+    assert np.isnan(stats["distinct_rows"]) and 0.0 < stats["query_cos"] <= 1.0
 
 
 def test_is_finite_detects_a_diverged_weight(tiny):

@@ -60,6 +60,32 @@ from slide_engine.metrics import precision_at_k
 __all__ = ["SlideNetwork"]
 
 _PHASES = ("hash", "forward", "backward", "update", "tables")
+
+
+def mean_pairwise_cosine(x: np.ndarray) -> float:
+    """Mean cosine similarity over the distinct pairs of rows of ``x`` that are not all zero.
+
+    The output layer's hash queries are the batch's last hidden activations: when this is near 1
+    every sample hashes to nearly the same buckets, so the batch shares one active set (SLIDE's
+    collapsed phase, docs/performance.md). Costs O(B * d).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float (B, d), one query per row.
+
+    Returns
+    -------
+    float
+        ``mean_{i != j} cos(x_i, x_j)`` over the nonzero rows; NaN with fewer than two.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    keep = norms > 0.0
+    n = int(np.count_nonzero(keep))
+    if n < 2:
+        return float("nan")
+    total = (x[keep] / norms[keep, None]).sum(axis=0, dtype=np.float64)
+    return float((total @ total - n) / (n * (n - 1)))
 _MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
 
 
@@ -267,6 +293,9 @@ class SlideNetwork:
                     if index in self._rowwise:
                         self._group(k, index, buf)
                     timers["hash"] += time.perf_counter() - t0
+                    if index == last and index > 0 and index - 1 not in self._samplers:
+                        query = buf.val[index - 1][: rows.shape[0], : self.layers[index].n_in]
+                        self._query_cos.append(mean_pairwise_cosine(query))
                 t0 = time.perf_counter()
                 if index in self._rowwise:
                     self._nm_forward(k, index, buf, relu=index < last)
@@ -653,9 +682,12 @@ class SlideNetwork:
         self._timers = dict.fromkeys(_PHASES, 0.0)
         self._rebuilds = 0
         self._samples = 0
+        self._batches = 0
         self._active = dict.fromkeys(self._samplers, 0)
         self._macs = 0.0
         self._macs_dense = 0.0
+        self._distinct = 0
+        self._query_cos: list[float] = []
 
     def _count_work(self, data: XCData, rows: np.ndarray, buf: BatchBuffers) -> None:
         # forward multiply-adds: sampled vs the dense network (KDD 2017's "5%" figure)
@@ -669,8 +701,12 @@ class SlideNetwork:
         self._macs += macs
         self._macs_dense += dense
         self._samples += rows.shape[0]
+        self._batches += 1
         for index in self._samplers:
             self._active[index] += int(buf.cnt[index].sum())
+        last = len(self.layers) - 1
+        if last in self._rowwise:
+            self._distinct += int(self._pairs[last]["part_nu"].sum())
 
     def stats(self) -> dict[str, float]:
         """Work since the previous call, for the curve's extra columns.
@@ -681,9 +717,13 @@ class SlideNetwork:
             ``active_mean`` (output layer) and ``active_mean_h<i>`` (sampled hidden layer ``i``):
             mean active neurons per sample (NaN for a dense layer); ``active_fraction``: the output
             one over the number of labels; ``mult_fraction``: forward multiply-adds over the
-            dense network's; ``t_hash``, ``t_forward``, ``t_backward``, ``t_update``,
-            ``t_tables``: seconds per phase (a neuron-major layer's grouping of pairs counts as
-            hash, its fused gradient + Adam pass as backward); ``rebuilds``: table rebuilds;
+            dense network's; ``query_cos``: mean pairwise cosine of the output layer's hash
+            queries within a batch (its dense input; NaN if that layer is sampled), near 1 when
+            every sample probes the same buckets; ``distinct_rows``: distinct output neurons per
+            batch (neuron-major output layer, else NaN); ``t_hash``, ``t_forward``,
+            ``t_backward``, ``t_update``, ``t_tables``: seconds per phase (a neuron-major
+            layer's grouping of pairs counts as hash, its fused gradient + Adam pass as
+            backward); ``rebuilds``: table rebuilds;
             with a ``mongoose`` schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``,
             ``t_fit`` (its drift checks, re-insertions and learned-hash fits, included in
             ``t_tables``).
@@ -701,6 +741,10 @@ class SlideNetwork:
                 out[key] = float(self._widths[last]) if n else float("nan")
         out["active_fraction"] = out["active_mean"] / self._widths[last]
         out["mult_fraction"] = self._macs / self._macs_dense if self._macs_dense else float("nan")
+        cos = [c for c in self._query_cos if c == c]  # a batch of all-zero queries has none
+        out["query_cos"] = float(np.mean(cos)) if cos else float("nan")
+        rowwise = last in self._rowwise and self._batches
+        out["distinct_rows"] = self._distinct / self._batches if rowwise else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})
         out["rebuilds"] = float(self._rebuilds)
         policies = [s.mongoose for s in self._samplers.values() if s.mongoose is not None]
