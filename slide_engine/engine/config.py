@@ -38,6 +38,13 @@ class HashConfig:
     #: union: top up to this many active neurons (the reference's ~1000); vanilla, topk-count,
     #: random, exact-topk: the active budget (labels included)
     min_active: int = 1000
+    #: training only: probe the last this many of the L tables with the query minus the batch's
+    #: mean query, the others with the query itself (0: the paper's hashing). ReLU activations
+    #: share a large common component (a collapsed hidden layer: every query in a batch nearly
+    #: parallel), so plain SimHash sends every sample to the same buckets; the centred tables
+    #: find each sample's own neurons (docs/performance.md). Needs a dense layer below and a
+    #: table-based policy (union, threshold, vanilla, topk-count)
+    center_tables: int = 0
     #: threshold policy: keep neurons found in at least this many of the L probed buckets
     threshold: int = 2
     #: table maintenance: "reference" rebuilds every ``rebuild_every`` batches (the code);
@@ -130,6 +137,21 @@ class SlideConfig:
         for i, layer in enumerate(self.hidden):
             if layer.units < 1:
                 raise ValueError(f"hidden[{i}].units must be >= 1")
+        specs = [*self.hidden, self.output]
+        names = [*(f"hidden[{i}]" for i in range(len(self.hidden))), "output"]
+        for i, spec in enumerate(specs):
+            n_center = spec.hash.center_tables
+            if not spec.sampled or n_center == 0:
+                continue
+            if not 0 <= n_center <= spec.hash.l:
+                raise ValueError(f"{names[i]}.hash.center_tables must be in [0, l={spec.hash.l}]")
+            if i == 0 or specs[i - 1].sampled:
+                raise ValueError(f"{names[i]}.hash.center_tables needs a dense layer below")
+            if spec.hash.policy in ("random", "exact-topk"):
+                raise ValueError(
+                    f"{names[i]}.hash.center_tables needs a table-based policy, "
+                    f"not {spec.hash.policy!r}"
+                )
 
     @property
     def accumulate_mode(self) -> Literal["hogwild", "rows"]:

@@ -289,7 +289,8 @@ class SlideNetwork:
             for index in range(len(self.layers)):
                 if index in self._samplers:
                     t0 = time.perf_counter()
-                    self._select(k, index, train, rows, buf, with_labels=index == last)
+                    self._select(k, index, train, rows, buf, with_labels=index == last,
+                                 training=True)
                     if index in self._rowwise:
                         self._group(k, index, buf)
                     timers["hash"] += time.perf_counter() - t0
@@ -359,7 +360,9 @@ class SlideNetwork:
         buf: BatchBuffers,
         with_labels: bool,
         scratch: SelectScratch | None = None,
+        training: bool = False,
     ) -> None:
+        # training: the hash settings' centred tables apply (never at inference)
         sampler = self._samplers[index]
         ids, cnt, _ = buf.layer(index)
         if index == 0:
@@ -388,6 +391,7 @@ class SlideNetwork:
                 ids,
                 cnt,
                 scratch,
+                center_queries=training,
             )
 
     def _group(self, k: KernelSet, index: int, buf: BatchBuffers) -> None:

@@ -32,10 +32,12 @@ from slide_engine.lsh import (
     SelectPolicy,
     SelectScratch,
     TableArrays,
+    hash_dense,
     make_policy,
     out_capacity,
     query_dense,
     query_sparse,
+    select_active,
 )
 from slide_engine.mongoose import MongoosePolicy
 
@@ -47,7 +49,8 @@ _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
 
 @njit(cache=True)
 def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
-                      prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt):
+                      prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr, y_indices,
+                      with_labels, ids, cnt):
     tid = numba.get_thread_id()
     m = prev_cnt[i]
     if prev_dense:
@@ -60,14 +63,28 @@ def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, p
     r = rows[i]
     lo = y_indptr[r]
     hi = y_indptr[r + 1] if with_labels else lo
-    cnt[i] = query_dense(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid, ids[i])
+    if n_center == 0:
+        cnt[i] = query_dense(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid, ids[i])
+        return
+    # the last n_center tables are probed with the centred query x - center (dense input only:
+    # xbuf[tid] is free), the others with x itself
+    c = xbuf[tid]
+    for q in range(m):
+        c[q] = x[q] - center[q]
+    buckets = scr.buckets[tid]
+    hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], buckets)
+    hash_dense(hf, c, scr.fbuf[tid], scr.codes[tid], cbuckets[tid])
+    for t in range(hf.l - n_center, hf.l):
+        buckets[t] = cbuckets[tid, t]
+    cnt[i] = select_active(policy, tables, buckets, y_indices[lo:hi], scr, tid, ids[i])
 
 
 @njit(cache=True)
 def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
                         weights: np.ndarray, scr: SelectScratch, prev_ids: np.ndarray,
                         prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
-                        xbuf: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
+                        xbuf: np.ndarray, center: np.ndarray, n_center: int,
+                        cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
                         y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
                         cnt: np.ndarray) -> None:
     """Active sets of a layer whose input is the previous layer's activations.
@@ -81,7 +98,14 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
     prev_ids, prev_cnt, prev_val : int32 (B, cap_in), int32 (B,), float32 (B, cap_in)
         The previous layer's activations; ``prev_dense`` when all its neurons are active.
     xbuf : float32 (T, n_in)
-        Per-thread dense input scratch (used when the previous layer is sampled).
+        Per-thread dense input scratch (the scattered input of a sampled previous layer, or the
+        centred query).
+    center : float32 (n_in,)
+        Subtracted from the query of the last ``n_center`` tables (dense input only).
+    n_center : int
+        Tables probed with the centred query (0: none, the paper's hashing).
+    cbuckets : int32 (T, l)
+        Per-thread buckets of the centred query.
     rows : int64 (B,)
         Dataset rows of the batch; ``y_indptr``/``y_indices`` their label CSR.
     with_labels : bool
@@ -91,20 +115,23 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
     """
     for i in range(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
-                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+                          prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
+                          y_indices, with_labels, ids, cnt)
 
 
 @njit(cache=True, parallel=True)
 def select_dense_parallel(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
                           weights: np.ndarray, scr: SelectScratch, prev_ids: np.ndarray,
                           prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
-                          xbuf: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
+                          xbuf: np.ndarray, center: np.ndarray, n_center: int,
+                          cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
                           y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
                           cnt: np.ndarray) -> None:
     """Parallel twin of :func:`select_dense_serial`."""
     for i in prange(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
-                          prev_dense, xbuf, rows, y_indptr, y_indices, with_labels, ids, cnt)
+                          prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
+                          y_indices, with_labels, ids, cnt)
 
 
 @njit(cache=True)
@@ -192,6 +219,8 @@ class LayerSampler:
         self.capacity = out_capacity(self.policy, self.index.tables,
                                      max_labels if is_output else 0)
         self.xbuf = np.zeros((threads, dim), dtype=np.float32)
+        self.center = np.zeros(dim, dtype=np.float32)
+        self.cbuckets = np.zeros((threads, cfg.l), dtype=np.int32)
         #: each neuron's Adam step count at the last rebuild (empty: unknown, rebuild all)
         self.built_row_step = np.zeros(0, dtype=np.int64)
 
@@ -209,15 +238,22 @@ class LayerSampler:
     def select_dense(self, parallel: bool, weights: np.ndarray, prev: tuple, prev_dense: bool,
                      rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
                      with_labels: bool, ids: np.ndarray, cnt: np.ndarray,
-                     scratch: SelectScratch | None = None) -> None:
+                     scratch: SelectScratch | None = None, center_queries: bool = False) -> None:
         """Fill ``ids``/``cnt`` (B, cap)/(B,) from ``prev = (ids, cnt, val)`` of the layer below.
 
-        ``scratch`` defaults to the training scratch (and its RNG streams).
+        ``scratch`` defaults to the training scratch (and its RNG streams). With
+        ``center_queries`` (training) the last ``cfg.center_tables`` tables are probed with each
+        query minus the batch's mean query (a dense layer below only).
         """
+        n_center = self.cfg.center_tables if center_queries else 0
+        if n_center:
+            if not prev_dense:
+                raise ValueError("center_tables needs a dense layer below the sampled one")
+            np.mean(prev[2][: rows.shape[0], : self.center.shape[0]], axis=0, out=self.center)
         fn = select_dense_parallel if parallel else select_dense_serial
         fn(self.index.hash_functions, self.index.tables, self.policy, weights,
-           self.scratch if scratch is None else scratch, *prev, prev_dense, self.xbuf, rows,
-           y_indptr, y_indices, with_labels, ids, cnt)
+           self.scratch if scratch is None else scratch, *prev, prev_dense, self.xbuf,
+           self.center, n_center, self.cbuckets, rows, y_indptr, y_indices, with_labels, ids, cnt)
 
     def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
                       x: tuple, y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
