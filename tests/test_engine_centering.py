@@ -120,3 +120,21 @@ def test_training_with_centred_tables_is_deterministic_and_finite():
 def test_bad_center_tables_are_config_errors(mapping, message):
     with pytest.raises(ConfigError, match=f"center_tables {message}|center_tables.*{message}"):
         from_dict(SlideConfig, mapping)
+
+
+def test_warmup_probe_keeps_center_tables_within_its_tables():
+    # the warm-up probe shrinks L to 2; centring must shrink with it (it once indexed tables
+    # 2 - 25 .. 2 and corrupted the heap) and still take the centred path
+    train, _ = generate("tiny", 0)
+    cfg = SlideConfig(lr=1e-3, output=OutputConfig(hash=HashConfig(l=30, center_tables=25)))
+    net = SlideNetwork(cfg, seed=0, threads=1)
+    net.prepare(train)
+    net.warmup(np.arange(32))
+    assert net.is_finite()
+
+
+def test_sampler_rejects_more_centred_tables_than_tables():
+    cfg = HashConfig(l=4)
+    cfg.center_tables = 5  # set after construction, as a config copy could
+    with pytest.raises(ValueError, match="center_tables"):
+        make_sampler(cfg)

@@ -888,6 +888,7 @@ def _probe_config(config: SlideConfig) -> SlideConfig:
         h.l, h.n_buckets, h.bucket_capacity, h.min_active = 2, 64, 4, 4
         h.rebuild_every, h.redraw_every, h.decay_first = 1, 2, 1
         h.mongoose.check_every, h.mongoose.threshold = 1, 1e-6
+        h.center_tables = min(h.center_tables, h.l)  # still > 0: the centred kernel path
     return probe
 
 

@@ -200,6 +200,8 @@ class LayerSampler:
 
     def __init__(self, cfg: HashConfig, n_neurons: int, dim: int, *, is_output: bool,
                  max_labels: int, seed: int, layer_index: int, threads: int) -> None:
+        if not 0 <= cfg.center_tables <= cfg.l:  # the kernel indexes tables l - center_tables..
+            raise ValueError(f"center_tables must be in [0, l={cfg.l}], got {cfg.center_tables}")
         self.cfg = cfg
         self.seed = seed
         self.layer_index = layer_index
