@@ -23,7 +23,9 @@ from slide_engine.data import load_npz
 
 REPO = Path(__file__).resolve().parents[1]
 CI_CONFIG = REPO / "config" / "ci" / "config.yaml"
-FIGURES = ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy")
+FIGURES = (
+    "convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling",
+)
 
 pytestmark = pytest.mark.slow
 

@@ -248,3 +248,37 @@ def test_convergence_time_figure_draws_the_target_and_writes_the_ratios_under_th
     # against iterations: target line, no box
     fig = convergence_figure(curves, summary, styles, "x", "iteration", "target", ["tf-full"])
     assert len(fig.axes) == 1
+
+
+def test_sampling_figure_draws_each_slide_run_and_skips_the_dense_baselines():
+    from slide_engine.report.figures import SAMPLING_PANELS, sampling_figure
+
+    rows = []
+    for method, threads, seed in (("slide", 2, 0), ("slide", 2, 1), ("slide", 1, 0),
+                                  ("tf-full", 2, 0)):
+        for i in range(0, 401, 100):
+            row = dict(method=method, device="cpu", threads=threads, seed=seed,
+                       eval_set="subset", iteration=i, p_at_1=0.1)
+            if method == "slide" and i > 0:  # the engine's columns; TF rows have none
+                row.update(query_cos=1.0 - i / 1000 - seed / 100, active_mean=6000.0 - i,
+                           distinct_rows=1e4 * (1 + i / 100))
+            rows.append(row)
+    curves = pd.DataFrame(rows)
+    styles = method_styles(["slide", "tf-full"])
+    fig = sampling_figure(curves, styles, "x")
+    axes = fig.axes
+    assert len(axes) == len(SAMPLING_PANELS)
+    for ax, (column, _) in zip(axes, SAMPLING_PANELS, strict=True):
+        # the headline thread count (2) only, one line per seed, iteration 0 (no batch) left out
+        assert len(ax.lines) == 2
+        for seed, line in enumerate(ax.lines):
+            run = curves[(curves["method"] == "slide") & (curves["threads"] == 2)
+                         & (curves["seed"] == seed) & (curves["iteration"] > 0)]
+            assert list(line.get_xdata()) == list(run["iteration"])
+            assert list(line.get_ydata()) == list(run[column])
+    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert legend == ["slide, 2 thr, seed 0", "slide, 2 thr, seed 1"]
+    # no SLIDE run (or no such column at all): each panel says so
+    fig = sampling_figure(curves[curves["method"] == "tf-full"].drop(
+        columns=["query_cos", "active_mean", "distinct_rows"]), styles, "x")
+    assert all(ax.texts[0].get_text() == "no sampled run" and not ax.lines for ax in fig.axes)

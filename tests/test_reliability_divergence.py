@@ -190,7 +190,8 @@ def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path)
     seconds = summary.loc["slide-diverges", "train_seconds"]
     assert seconds == pytest.approx(side["train_seconds"], rel=1e-3)
     assert summary.loc["slide", "iterations"] == 32
-    for figure in ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy"):
+    for figure in ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy",
+                   "sampling"):
         assert (tmp_path / "results" / "plots" / "tiny" / f"{figure}.png").stat().st_size > 0
     curves = pd.read_csv(tmp_path / "results" / "curves.csv")
     assert set(curves["method"]) == {"slide", "slide-diverges"}

@@ -1,4 +1,4 @@
-"""Thin matplotlib renderer of the pipeline's four figures per dataset.
+"""Thin matplotlib renderer of the pipeline's five figures per dataset.
 
 Every number drawn comes from :mod:`slide_engine.report.series`; this module only lays it out.
 It uses matplotlib's object-oriented API (``Figure``, no ``pyplot``), so it needs no display and
@@ -29,6 +29,7 @@ from slide_engine.report.series import (
 
 __all__ = [
     "convergence_figure",
+    "sampling_figure",
     "save_figure",
     "thread_scaling_figure",
     "time_to_accuracy_figure",
@@ -164,6 +165,63 @@ def convergence_figure(
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
+    return fig
+
+
+SAMPLING_PANELS = (
+    ("query_cos", "hash queries: mean pairwise cosine\nwithin a batch (1 = all alike)"),
+    ("active_mean", "active output neurons per sample"),
+    ("distinct_rows", "distinct output neurons per batch"),
+)
+
+
+def sampling_figure(
+    curves: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
+) -> Figure:
+    """What the output layer's hashing selected, against iterations, one line per SLIDE run.
+
+    Three panels from the engine's curve columns (each value is the mean over the batches since
+    the previous evaluation): ``query_cos``, the mean pairwise cosine of the hash queries (the
+    last hidden layer's activations) within a batch; ``active_mean``, active output neurons per
+    sample; ``distinct_rows``, distinct output neurons per batch. A batch whose queries are all
+    alike probes the same buckets for every sample: its samples share one active set, few
+    distinct rows, and the labels outside those capped buckets get no negative gradient.
+    Methods without these columns (the TensorFlow baselines) are not drawn.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Tidy curve rows of this dataset.
+    styles : mapping
+        Method -> colour and marker.
+    dataset : str
+        Title.
+    """
+    fig = Figure(figsize=(11.0, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(SAMPLING_PANELS))
+    rows = curves[(curves["eval_set"] == "subset") & (curves["iteration"] > 0)]
+    rows = headline_runs(rows[rows["query_cos"].notna()]) if "query_cos" in rows else rows[:0]
+    devices = list(rows["device"].unique())
+    for (method, device), runs in _in_config_order(rows, styles):
+        for seed, run in runs.groupby("seed"):
+            style = styles[method]
+            label = (f"{series_label(method, device, devices)}, "
+                     f"{int(run['threads'].iloc[0])} thr, seed {seed}")
+            for ax, (column, _) in zip(axes, SAMPLING_PANELS, strict=True):
+                if column in run:
+                    ax.plot(run["iteration"], run[column], color=style.color,
+                            marker=style.marker, markersize=4, label=label)
+    for ax, (_, title) in zip(axes, SAMPLING_PANELS, strict=True):
+        ax.set_xlabel(X_LABELS["iteration"])
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if rows.empty:
+            _empty(ax, "no sampled run")
+    axes[0].set_ylim(top=1.02)
+    if not rows.empty:
+        axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{dataset}: what the output layer's hashing selected (SLIDE runs)",
+                 fontsize=10)
     return fig
 
 

@@ -18,7 +18,9 @@ SIDECAR = f"results/curves/{{dataset}}/{RUN}.json"
 # deletes the outputs of a killed job, and a rerun must find the checkpoint to resume from.
 WORK_CURVE = f"results/checkpoints/{{dataset}}/{RUN}/curve.csv"
 PREPARED = "data/prepared/{dataset}"
-FIGURES = ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy")
+FIGURES = (
+    "convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling",
+)
 
 
 def check_dataset_sources(datasets):

@@ -1,4 +1,4 @@
-"""Draw the four figures of one dataset from results/curves.csv and results/summary.csv."""
+"""Draw the five figures of one dataset from results/curves.csv and results/summary.csv."""
 
 import sys
 
@@ -6,6 +6,7 @@ import pandas as pd
 
 from slide_engine.report.figures import (
     convergence_figure,
+    sampling_figure,
     save_figure,
     thread_scaling_figure,
     time_to_accuracy_figure,
@@ -36,3 +37,5 @@ save_figure(thread_scaling_figure(summary, styles, dataset),
             out.thread_scaling_png, out.thread_scaling_svg)
 save_figure(time_to_accuracy_figure(summary, styles, dataset),
             out.time_to_accuracy_png, out.time_to_accuracy_svg)
+save_figure(sampling_figure(curves, styles, dataset),
+            out.sampling_png, out.sampling_svg)
