@@ -6,7 +6,7 @@ API::
     net.prepare(train); net.warmup(rows); loss = net.train_batch(rows)
     net.predict_topk(data, k)        # dense forward over every label, chunked (the paper's P@k)
     net.predict_topk_lsh(data, k)    # hashing at inference (harness column p_at_1_lsh)
-    net.stats()                      # active_mean, active_fraction, mult_fraction, t_<phase>, ...
+    net.stats()                      # active_mean, query_cos, distinct_rows, t_<phase>, ...
     net.state_dict() / net.load_state_dict(state) / net.is_finite()
     net.fit(train, test, out_csv, settings)   # slide_engine.harness.run
     net.evaluate(data, ks) / net.save(path) / SlideNetwork.load(path)
@@ -17,8 +17,9 @@ API::
                 adam="lazy", accumulate="auto", eval_chunk_mb=256)
     HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
                replacement="fifo", packing="concat", bin_size=8, policy="union",
-               min_active=1000, threshold=2, schedule="reference", rebuild_every=50,
-               redraw_every=1000, decay_first=50, decay_growth=1.5, mongoose=MongooseConfig())
+               min_active=1000, center_tables=0, threshold=2, schedule="reference",
+               rebuild_every=50, redraw_every=1000, decay_first=50, decay_growth=1.5,
+               mongoose=MongooseConfig())
 
 Design decisions (see the modules for detail):
 
@@ -51,6 +52,10 @@ Design decisions (see the modules for detail):
   default is the paper's Delicious setting, SimHash K=9, L=50 (works on any dense input without
   tuning; 512 buckets are addressable); the Amazon setting is ``family=dwta, k=6, l=50,
   n_buckets=262144``. ``union`` tops up to ``min_active`` (1,000) random neurons.
+- Centred queries (``center_tables``, training only, default off): ReLU activations can collapse
+  onto one direction early in training, so every sample of a batch hashes to the same buckets;
+  the last ``center_tables`` tables are then probed with the query minus the batch's mean query
+  (``stats()``'s ``query_cos`` shows the collapse; docs/performance.md).
 - Evaluation: a dense forward over every neuron of every layer, a BLAS product per chunk of
   points bounded by ``eval_chunk_mb``, then a parallel one-pass top-k (ties: lower id first).
 - Threads: importing the engine sets ``OMP_WAIT_POLICY=PASSIVE`` unless already set (numba's
