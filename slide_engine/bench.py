@@ -352,8 +352,9 @@ def _worker(args: argparse.Namespace) -> int:
     for _ in range(args.warmup):
         model.train_batch(next(batches))
     model.stats()  # reset counters: the profile covers the timed batches only
-    # SLIDE's optimiser step of the first timed batch (the TF trainables keep no step count)
-    result["first_timed_step"] = model._step + 1 if method.startswith("slide") else math.nan
+    # SLIDE's optimiser step of the first timed batch (warmup() trains a probe, not the model)
+    result["first_timed_step"] = (trained + args.warmup + 1 if method.startswith("slide")
+                                  else math.nan)
     wall, cpu = [], []
     for _ in range(args.batches):
         rows = next(batches)

@@ -61,6 +61,8 @@ __all__ = ["SlideNetwork"]
 
 _PHASES = ("hash", "forward", "backward", "update", "tables")
 
+_MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
+
 
 def mean_pairwise_cosine(x: np.ndarray) -> float:
     """Mean cosine similarity over the distinct pairs of rows of ``x`` that are not all zero.
@@ -86,7 +88,6 @@ def mean_pairwise_cosine(x: np.ndarray) -> float:
         return float("nan")
     total = (x[keep] / norms[keep, None]).sum(axis=0, dtype=np.float64)
     return float((total @ total - n) / (n * (n - 1)))
-_MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
 
 
 @functools.cache
@@ -296,7 +297,10 @@ class SlideNetwork:
                     timers["hash"] += time.perf_counter() - t0
                     if index == last and index > 0 and index - 1 not in self._samplers:
                         query = buf.val[index - 1][: rows.shape[0], : self.layers[index].n_in]
-                        self._query_cos.append(mean_pairwise_cosine(query))
+                        cos = mean_pairwise_cosine(query)
+                        if cos == cos:  # NaN: fewer than two nonzero queries
+                            self._cos_sum += cos
+                            self._cos_batches += 1
                 t0 = time.perf_counter()
                 if index in self._rowwise:
                     self._nm_forward(k, index, buf, relu=index < last)
@@ -691,7 +695,7 @@ class SlideNetwork:
         self._macs = 0.0
         self._macs_dense = 0.0
         self._distinct = 0
-        self._query_cos: list[float] = []
+        self._cos_sum, self._cos_batches = 0.0, 0  # batches with >= 2 nonzero queries
 
     def _count_work(self, data: XCData, rows: np.ndarray, buf: BatchBuffers) -> None:
         # forward multiply-adds: sampled vs the dense network (KDD 2017's "5%" figure)
@@ -745,8 +749,8 @@ class SlideNetwork:
                 out[key] = float(self._widths[last]) if n else float("nan")
         out["active_fraction"] = out["active_mean"] / self._widths[last]
         out["mult_fraction"] = self._macs / self._macs_dense if self._macs_dense else float("nan")
-        cos = [c for c in self._query_cos if c == c]  # a batch of all-zero queries has none
-        out["query_cos"] = float(np.mean(cos)) if cos else float("nan")
+        cos_n = self._cos_batches
+        out["query_cos"] = self._cos_sum / cos_n if cos_n else float("nan")
         rowwise = last in self._rowwise and self._batches
         out["distinct_rows"] = self._distinct / self._batches if rowwise else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})

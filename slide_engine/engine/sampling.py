@@ -72,7 +72,8 @@ def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, p
     for q in range(m):
         c[q] = x[q] - center[q]
     buckets = scr.buckets[tid]
-    hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], buckets)
+    if n_center < hf.l:  # every table centred: the raw query's buckets are not needed
+        hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], buckets)
     hash_dense(hf, c, scr.fbuf[tid], scr.codes[tid], cbuckets[tid])
     for t in range(hf.l - n_center, hf.l):
         buckets[t] = cbuckets[tid, t]

@@ -203,8 +203,8 @@ def sampling_figure(
     rows = headline_runs(rows[rows["query_cos"].notna()]) if "query_cos" in rows else rows[:0]
     devices = list(rows["device"].unique())
     for (method, device), runs in _in_config_order(rows, styles):
+        style = styles[method]
         for seed, run in runs.groupby("seed"):
-            style = styles[method]
             label = (f"{series_label(method, device, devices)}, "
                      f"{int(run['threads'].iloc[0])} thr, seed {seed}")
             for ax, (column, _) in zip(axes, SAMPLING_PANELS, strict=True):
