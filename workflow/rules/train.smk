@@ -1,6 +1,7 @@
 # Training: one job per grid point. Timed jobs hold the `timed_slot` resource (profiles/default
 # allows one at a time) and exactly their thread count, so no two timed runs share the machine.
-# GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool.
+# GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool;
+# their environment adds TensorFlow's CUDA libraries (the same `tensorflow` build as CPU runs).
 # The engine writes into results/checkpoints/ (not a declared output, so a killed job keeps its
 # checkpoint and partial curve and a rerun resumes); `slide_engine.report finalize-run` then
 # publishes the curve, or records a failed run when a baseline exits 3 (no GPU visible).
@@ -42,6 +43,8 @@ rule train_cpu:
 use rule train_cpu as train_gpu with:
     wildcard_constraints:
         device="gpu",
+    conda:
+        "../envs/train-gpu.yaml"
     resources:
         timed_slot=1,
         gpu=1,
