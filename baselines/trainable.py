@@ -191,7 +191,10 @@ class TFSoftmaxTrainable:
         losses = tf.nn.softmax_cross_entropy_with_logits(
             labels=tf.cast(target, tf.float32), logits=self.net.logits(hidden)
         )
-        return _labelled_mean(losses, tf.reduce_any(target > 0, axis=1))
+        # the op's gradient is softmax - target, nonzero for an all-zero target row: masking
+        # the loss zeroes the upstream gradient of a point without labels, as the sparse form
+        labelled = tf.reduce_any(target > 0, axis=1)
+        return _labelled_mean(tf.where(labelled, losses, tf.zeros_like(losses)), labelled)
 
     def _sampled_losses(self, hidden, labels, counts) -> tf.Tensor:
         if self.config.sampled_labels == "one":

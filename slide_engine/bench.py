@@ -33,9 +33,10 @@ What is measured, and how:
   per step does not depend on its weights, so TF methods ignore it (``trained_steps`` 0).
   ``first_timed_step`` is the optimiser step of the first timed batch.
 - ``ms_per_batch_median``/``p10``/``p90``/``mean`` summarise the timed batches. SLIDE's table
-  rebuild (every ``rebuild_every`` batches) falls outside a short window, so the worker also
-  times one scheduled rebuild explicitly after the timed batches (``rebuild_seconds``; with lazy
-  Adam it re-hashes only the neurons moved since start-up, as the engine's schedule does) and
+  rebuild (every ``rebuild_every`` batches: the schedule's samples over the batch size) falls
+  outside a short window, so the worker also times one scheduled rebuild explicitly after the
+  timed batches (``rebuild_seconds``; with lazy Adam it re-hashes only the neurons moved since
+  start-up, as the engine's schedule does) and
   reports the amortised cost ``ms_per_batch_amortised = median + rebuild / rebuild_every``.
 - Peak memory: the worker's high-water RSS (``VmHWM``, else ``ru_maxrss``: ``peak_rss_mb``)
   and the same before ``prepare`` (``base_rss_mb``: interpreter, libraries and data), so
@@ -295,7 +296,9 @@ def _slide_extras(model: Any, stats: dict[str, float], n_timed: int) -> dict[str
             sampler.rebuild(model._neuron_rows(index), model._rebuild_counts(index))
         out["rebuild_seconds"] = time.perf_counter() - t0
         out["rebuild_cpu_seconds"] = time.process_time() - c0
-        out["rebuild_every"] = min(s.cfg.rebuild_every for s in samplers.values())
+        out["rebuild_every_samples"] = min(
+            s.cfg.rebuild_every_samples for s in samplers.values()
+        )
     return out
 
 
@@ -379,6 +382,8 @@ def _worker(args: argparse.Namespace) -> int:
         result.update(_slide_traffic_gb(result, args.batch_size, model.layers[-1].w.shape[1],
                                         neuron_major))
         if "rebuild_seconds" in result:
+            # the schedule counts samples: a rebuild every this many batches of this size
+            result["rebuild_every"] = result.pop("rebuild_every_samples") / args.batch_size
             result["ms_per_batch_amortised"] = (
                 result["ms_per_batch_median"]
                 + 1e3 * result["rebuild_seconds"] / result["rebuild_every"]

@@ -333,6 +333,9 @@ def run(
         loop.loss_sum, loop.loss_count = 0.0, 0
         t0 = time.perf_counter()
         row.update(_evaluate(model, data, settings))
+        sampling_stats = getattr(model, "sampling_stats", None)
+        if sampling_stats is not None:  # what a sampled method's active sets hold (subset)
+            row.update(sampling_stats(eval_data, settings.batch_size))
         row["eval_seconds"] = time.perf_counter() - t0
         row.update(model.stats())
         curve.append(row)

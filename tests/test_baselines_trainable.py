@@ -10,7 +10,7 @@ from baselines.batches import make_batch
 from baselines.config import BaselineConfig
 from baselines.samplers import log_expected_counts, sample_candidates, sampler_log_probs
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import generate
+from slide_engine.data import XCData, generate
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,52 @@ def test_dense_float64_feed_takes_the_same_steps_as_sparse_labels(tiny):
     dense = trainable(tiny, model="full", label_feeding="dense-float64")
     assert sparse.train_batch(rows) == pytest.approx(dense.train_batch(rows), rel=1e-5)
     np.testing.assert_allclose(dense.net.w2.numpy(), sparse.net.w2.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def _without_labels(data: XCData, rows: np.ndarray) -> XCData:
+    # the same points, with the labels of ``rows`` removed
+    keep = np.ones(data.y_indices.size, dtype=bool)
+    counts = np.diff(data.y_indptr)
+    for r in rows:
+        keep[data.y_indptr[r] : data.y_indptr[r + 1]] = False
+        counts[r] = 0
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return XCData(data.x_indptr, data.x_indices, data.x_values, indptr, data.y_indices[keep],
+                  data.n_features, data.n_labels)
+
+
+@pytest.mark.parametrize("feeding", ["sparse", "dense-float64"])
+def test_a_point_without_labels_gets_no_gradient(tiny, feeding):
+    # NumPy oracle: mean over the labelled points of softmax cross-entropy against 1/|y| on each
+    # label; an unlabelled point contributes neither loss nor gradient
+    train = _without_labels(tiny[0], np.array([1, 4, 5]))
+    model = TFSoftmaxTrainable(BaselineConfig(model="full", label_feeding=feeding), seed=3)
+    model.prepare(train)
+    rows = np.arange(8)
+    with tf.GradientTape() as tape:
+        loss = model.loss_fn(*model.batch_inputs(rows))
+    grads = tape.gradient(loss, [model.net.w2, model.net.b2])
+    w = {k: v.numpy().astype(np.float64) for k, v in model.net.variables.items()}
+    x = np.zeros((rows.size, train.n_features))
+    for i, r in enumerate(rows):
+        lo, hi = train.x_indptr[r], train.x_indptr[r + 1]
+        x[i, train.x_indices[lo:hi]] = train.x_values[lo:hi]
+    h = np.maximum(x @ w["w1"] + w["b1"], 0)
+    z = h @ w["w2"].T + w["b2"]
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    delta = np.zeros_like(z)
+    losses = []
+    for i, r in enumerate(rows):
+        y = train.y_indices[train.y_indptr[r] : train.y_indptr[r + 1]]
+        if y.size:
+            target = np.zeros(train.n_labels)
+            target[y] = 1.0 / y.size
+            delta[i] = p[i] - target
+            losses.append(-(target[y] * np.log(p[i, y])).sum())
+    n_labelled = len(losses)
+    assert n_labelled == 5
+    assert float(loss) == pytest.approx(np.sum(losses) / n_labelled, rel=1e-4)
+    np.testing.assert_allclose(grads[0].numpy(), delta.T @ h / n_labelled, atol=1e-7, rtol=1e-3)
+    np.testing.assert_allclose(grads[1].numpy(), delta.sum(axis=0) / n_labelled, atol=1e-7,
+                               rtol=1e-3)

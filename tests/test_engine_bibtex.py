@@ -21,7 +21,7 @@ from slide_engine.harness import epoch_order
 EPOCHS = 20
 SEEDS = (0, 1)
 BIBTEX_HASH = HashConfig(family="simhash", k=5, l=16, n_buckets=1024, min_active=64,
-                         rebuild_every=20)
+                         rebuild_every_samples=2560)
 
 
 def train_and_score(train, test, sampled: bool, threads: int, seed: int) -> dict[str, float]:

@@ -99,7 +99,7 @@ def test_centred_tables_spread_a_collapsed_batch():
 def test_training_with_centred_tables_is_deterministic_and_finite():
     train, _ = generate("tiny", 0)
     cfg = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfig(
-        family="simhash", k=4, l=8, min_active=32, rebuild_every=3, center_tables=4)))
+        family="simhash", k=4, l=8, min_active=32, rebuild_every_samples=96, center_tables=4)))
     losses = []
     for _ in range(2):
         net = SlideNetwork(cfg, seed=3, threads=1)

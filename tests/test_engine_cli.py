@@ -36,6 +36,12 @@ def test_train_writes_curve_and_sidecar(tiny_files, tmp_path):
     assert [r["iteration"] for r in rows] == ["0", "3", "6", "6"]
     assert rows[-1]["eval_set"] == "full"
     assert float(rows[1]["active_mean"]) >= 80.0
+    for row in rows:  # what the tables hold, in every evaluation row (the subset)
+        for column in ("table_coverage", "recall_top1", "recall_top10", "share_tables",
+                       "share_labels", "share_topup"):
+            assert 0.0 <= float(row[column]) <= 1.0, (column, row[column])
+        shares = sum(float(row[f"share_{p}"]) for p in ("tables", "labels", "topup"))
+        assert shares == pytest.approx(1.0)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["status"] == "done"
     assert sidecar["config"]["adam"] == "dense"

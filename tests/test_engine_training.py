@@ -18,10 +18,10 @@ from slide_engine.harness import RunSettings, epoch_order
 from slide_engine.metrics import topk_from_scores
 from slide_engine.mongoose import MongooseConfig
 
-# union + random top-up (RNG), a rebuild every 4 and a redraw every 7 batches: everything that
-# carries state between batches is exercised within a dozen batches
-HASH = HashConfig(family="dwta", k=3, l=8, n_buckets=2**9, min_active=64, rebuild_every=4,
-                  redraw_every=7)
+# union + random top-up (RNG), a rebuild every 4 and a redraw every 7 batches of 64 samples:
+# everything that carries state between batches is exercised within a dozen batches
+HASH = HashConfig(family="dwta", k=3, l=8, n_buckets=2**9, min_active=64,
+                  rebuild_every_samples=256, redraw_every_samples=448)
 CONFIG = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HASH))
 
 
@@ -149,7 +149,34 @@ def test_stats_report_sampling_and_phase_times(tiny):
     assert all(stats[f"t_{p}"] >= 0.0 for p in ("hash", "forward", "backward", "update",
                                                  "tables"))
     assert stats["rebuilds"] == 1.0  # after batch 4
+    assert 0.0 < stats["table_coverage"] <= 1.0
     assert np.isnan(net.stats()["mult_fraction"])  # counters restart after each call
+
+
+@pytest.mark.parametrize(("batch", "n_batches", "expected"), [(64, 8, 2), (32, 8, 1), (128, 4, 2)])
+def test_table_maintenance_counts_samples_not_batches(tiny, batch, n_batches, expected):
+    # a rebuild every 256 samples: every 4 batches of 64, 8 of 32, 2 of 128
+    cfg = SlideConfig(lr=1e-3, output=OutputConfig(hash=HashConfig(
+        family="dwta", k=3, l=8, n_buckets=2**9, min_active=64, rebuild_every_samples=256,
+        redraw_every_samples=0)))
+    net = SlideNetwork(cfg, seed=5, threads=1)
+    net.prepare(tiny[0])
+    order = epoch_order(tiny[0].n_points, 0, 0)
+    for i in range(n_batches):
+        net.train_batch(order[i * batch: (i + 1) * batch])
+    assert net.stats()["rebuilds"] == expected
+    assert int(net.state_dict()["samples"][0]) == batch * n_batches
+
+
+def test_table_coverage_is_the_share_of_neurons_in_some_table(tiny):
+    net, _ = trained(tiny[0], 2)
+    tables = net._samplers[len(net.layers) - 1].index.tables
+    stored = set()
+    for t in range(tables.ids.shape[0]):
+        for b in np.flatnonzero(tables.size[t]):
+            s = tables.start[t, b]
+            stored.update(tables.ids[t, s: s + tables.size[t, b]].tolist())
+    assert net.stats()["table_coverage"] == pytest.approx(len(stored) / tiny[0].n_labels)
 
 
 def brute_force_cosine(x: np.ndarray) -> float:

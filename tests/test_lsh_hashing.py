@@ -207,12 +207,52 @@ def test_concat_packing_is_lossless():
     assert _pack(hf, (1, 2, 3))[0] == (1 << 6) | (2 << 3) | 3
 
 
-def test_concat_packing_folds_by_mod_only_when_larger():
-    hf = make_hash_functions("dwta", 64, 6, 2, 1000, seed=0)
-    assert hf.n_buckets == 1000
+def test_packing_is_the_plain_index_while_it_fits():
+    hf = make_hash_functions("dwta", 64, 6, 2, 2**18, seed=0)
+    assert hf.n_buckets == 2**18 and not hf.fold
     codes = [7, 6, 5, 4, 3, 2, 0, 1, 2, 3, 4, 5]
     full = [int("".join(f"{c:03b}" for c in codes[t * 6:(t + 1) * 6]), 2) for t in range(2)]
-    np.testing.assert_array_equal(_pack(hf, codes), np.array(full) % 1000)
+    np.testing.assert_array_equal(_pack(hf, codes), full)
+
+
+# K codes wider than the bucket index: DWTA/WTA K=8 (24 bits) and MinHash K=9 (36 bits) at
+# 2**18, SimHash K=12 at 2**8. A mod of a power of two would keep only the last codes.
+WIDE = {"simhash": dict(k=12, n_buckets=2**8), "wta": dict(k=8, n_buckets=2**18),
+        "dwta": dict(k=8, n_buckets=2**18), "minhash": dict(k=9, n_buckets=2**18)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_code_changes_the_bucket_when_codes_exceed_the_bucket_bits(family):
+    opts = WIDE[family]
+    hf = make_hash_functions(family, 128, opts["k"], 4, opts["n_buckets"], seed=2)
+    assert hf.fold and hf.n_buckets == opts["n_buckets"]
+    assert hf.k * hf.code_bits > np.log2(hf.n_buckets)
+    rng = np.random.default_rng(0)
+    n_inputs, k = 400, hf.k
+    changed = np.zeros(k)
+    for _ in range(n_inputs):
+        x = (rng.random(128) * (rng.random(128) < 0.5)).astype(np.float32)
+        codes = _codes(hf, x)  # real codes of the family
+        base = _pack(hf, codes)
+        assert base.min() >= 0 and base.max() < hf.n_buckets
+        for j in range(k):  # code j of table 0 replaced by another valid code
+            other = codes.copy()
+            other[j] = (codes[j] + 1 + rng.integers((1 << hf.code_bits) - 1)) % (1 << hf.code_bits)
+            changed[j] += _pack(hf, other)[0] != base[0]
+    # a mixing fold collides on two different code tuples with probability ~1/n_buckets
+    assert (changed / n_inputs).min() > 0.95, changed / n_inputs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_folded_buckets_spread_over_the_whole_range(family):
+    opts = WIDE[family]
+    hf = make_hash_functions(family, 64, opts["k"], 1, opts["n_buckets"], seed=4)
+    codes = np.random.default_rng(1).integers(0, 1 << hf.code_bits, (20000, hf.k))
+    buckets = np.array([_pack(hf, c)[0] for c in codes])
+    # uniform over n_buckets: a tenth of the range holds ~10% of them
+    share = np.mean(buckets < hf.n_buckets // 10)
+    assert 0.08 < share < 0.12
+    assert buckets.max() >= hf.n_buckets * 0.9
 
 
 def test_reference_overlap_packing_uses_a_two_bit_shift():

@@ -63,8 +63,8 @@ def test_rebuild_rejects_bad_rows():
 
 def test_sampler_rebuilds_only_neurons_whose_adam_count_moved(monkeypatch):
     n, d = 2000, 16
-    cfg = HashConfig(family="simhash", k=5, l=4, bucket_capacity=8, rebuild_every=2,
-                     redraw_every=0)
+    cfg = HashConfig(family="simhash", k=5, l=4, bucket_capacity=8, rebuild_every_samples=2,
+                     redraw_every_samples=0)
 
     def sampler() -> LayerSampler:
         out = LayerSampler(cfg, n, d, is_output=True, max_labels=1, seed=3, layer_index=1,
@@ -88,8 +88,8 @@ def test_sampler_rebuilds_only_neurons_whose_adam_count_moved(monkeypatch):
         touched = rng.choice(n, 150, replace=False)  # lazy Adam: only these rows move
         w[touched] += 0.5 * rng.standard_normal((150, d)).astype(np.float32)
         row_step[touched] += 1
-        incremental.maintain(step, lambda: w, row_step)
-        full.maintain(step, lambda: w)
+        incremental.maintain(step - 1, step, lambda: w, row_step)  # one sample per step
+        full.maintain(step - 1, step, lambda: w)
         _assert_same_tables(incremental.index, full.index)
     # every rebuild re-hashes only the rows moved since the last (the build counts as step 0)
     assert hashed[1::2] == [n] * 4, hashed  # the sampler without counts

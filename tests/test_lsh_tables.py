@@ -11,6 +11,7 @@ from slide_engine.lsh import (
     hash_rows,
     make_hash_functions,
     reinsert,
+    table_coverage,
     tables_nbytes,
 )
 from slide_engine.lsh.rng import make_states
@@ -38,7 +39,8 @@ def _check_invariants(tables):
 
 def test_fifo_build_keeps_the_last_inserted_in_order():
     n, n_buckets, cap = 1000, 4, 16
-    tables = allocate_tables(n, 1, n_buckets, capacity=cap, replacement="fifo")
+    tables = allocate_tables(n, 1, n_buckets, capacity=cap, replacement="fifo",
+                             order="ascending")
     tables.bucket_of[0] = np.arange(n) % n_buckets
     build_tables(tables)
     for b in range(n_buckets):
@@ -49,7 +51,7 @@ def test_fifo_build_keeps_the_last_inserted_in_order():
 
 
 def test_buckets_below_capacity_keep_everyone():
-    tables = allocate_tables(10, 1, 8, capacity=128)
+    tables = allocate_tables(10, 1, 8, capacity=128, order="ascending")
     tables.bucket_of[0] = [3, 3, 1, 7, 3, 1, 0, 0, 3, 7]
     build_tables(tables)
     np.testing.assert_array_equal(_contents(tables, 0, 3), [0, 1, 4, 8])
@@ -75,6 +77,87 @@ def test_reservoir_build_is_a_uniform_subset():
     assert chi2 < 199 + 5 * np.sqrt(2 * 199)
     # No insertion-order bias: the first and last halves are kept equally often (within 4 sd).
     assert abs(kept[:100].sum() - kept[100:].sum()) < 4 * np.sqrt(n_tables * cap)
+
+
+def _fifo_one_bucket(order, n=200, cap=20, n_tables=2000, seed=123):
+    tables = allocate_tables(n, n_tables, 1, capacity=cap, replacement="fifo",
+                             rng_states=make_states(seed, n_tables), order=order)
+    build_tables(tables)
+    return np.stack([_contents(tables, t, 0) for t in range(n_tables)])
+
+
+def test_fifo_build_in_random_order_keeps_an_unbiased_subset():
+    # 2,000 tables, 200 neurons in one bucket of capacity 20 each. Ascending insertion keeps the
+    # 20 highest ids in every table; a random insertion order keeps each neuron with probability
+    # cap / n = 0.1: Pearson chi-square over the 200 neurons (199 dof) below mean + 5 sd, and the
+    # low and high halves kept equally often (within 4 sd).
+    n, cap, n_tables = 200, 20, 2000
+    ascending = _fifo_one_bucket("ascending")
+    assert (np.sort(ascending, axis=1) == np.arange(n - cap, n)).all()
+    kept_ids = _fifo_one_bucket("random")
+    assert all(np.unique(row).size == cap for row in kept_ids)
+    kept = np.bincount(kept_ids.ravel(), minlength=n)
+    expected = n_tables * cap / n
+    chi2 = ((kept - expected) ** 2 / expected).sum()
+    assert chi2 < 199 + 5 * np.sqrt(2 * 199)
+    assert abs(kept[:100].sum() - kept[100:].sum()) < 4 * np.sqrt(n_tables * cap)
+    # the median kept id is the population's (99.5), not the ascending order's 189.5
+    assert abs(np.median(kept_ids) - 99.5) < 10
+
+
+def test_random_insertion_order_is_fresh_per_table_and_per_build():
+    tables = allocate_tables(200, 2, 1, capacity=20, rng_states=make_states(5, 2))
+    build_tables(tables)
+    first = [set(_contents(tables, t, 0)) for t in range(2)]
+    build_tables(tables)
+    second = [set(_contents(tables, t, 0)) for t in range(2)]
+    assert first[0] != first[1]  # per table
+    assert first[0] != second[0] and first[1] != second[1]  # per build
+
+
+def _coverage_oracle(tables):
+    stored = set()
+    for t in range(tables.ids.shape[0]):
+        for b in np.flatnonzero(tables.size[t]):
+            stored.update(_contents(tables, t, b).tolist())
+    return len(stored) / tables.bucket_of.shape[1]
+
+
+@pytest.mark.parametrize("order", ["random", "ascending"])
+def test_table_coverage_against_a_set_oracle_and_theory(order):
+    # 20,000 neurons over 10 buckets of capacity 200 per table: a table keeps ~10 % of them.
+    # Random order: a neuron is in none of 8 tables with probability ~0.9**8, coverage ~0.57;
+    # ascending: every table keeps the top ~10 % of the ids again, coverage ~0.11.
+    n, n_buckets, cap, n_tables = 20_000, 10, 200, 8
+    tables = allocate_tables(n, n_tables, n_buckets, capacity=cap,
+                             rng_states=make_states(1, n_tables), order=order)
+    tables.bucket_of[:] = np.random.default_rng(2).integers(0, n_buckets, (n_tables, n))
+    build_tables(tables)
+    cov = table_coverage(tables)
+    assert cov == pytest.approx(_coverage_oracle(tables), abs=1e-12)
+    if order == "random":
+        assert cov == pytest.approx(1 - (1 - n_buckets * cap / n) ** n_tables, abs=0.02)
+    else:
+        assert cov < 0.15
+
+
+@pytest.mark.parametrize("order", ["random", "ascending"])
+def test_fifo_build_is_deterministic_across_thread_counts(order):
+    def build(threads):
+        tables = allocate_tables(5000, 8, 16, capacity=32, rng_states=make_states(9, 8),
+                                 order=order)
+        tables.bucket_of[:] = np.random.default_rng(0).integers(0, 16, (8, 5000))
+        old = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            build_tables(tables)
+        finally:
+            numba.set_num_threads(old)
+        return tables
+
+    a, b = build(1), build(min(2, numba.config.NUMBA_NUM_THREADS))
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.size, b.size)
 
 
 def test_reservoir_build_is_deterministic_across_thread_counts():
@@ -124,7 +207,7 @@ def test_incremental_reinsert_equals_full_rebuild(family):
     for t in range(8):
         for b in range(full.hash_functions.n_buckets):
             a = _contents(inc.tables, t, b)
-            np.testing.assert_array_equal(np.sort(a), _contents(full.tables, t, b))
+            np.testing.assert_array_equal(np.sort(a), np.sort(_contents(full.tables, t, b)))
     _check_invariants(inc.tables)
 
 
@@ -147,7 +230,8 @@ def test_reinsert_with_tight_pool_compacts_and_stays_exact():
     full = tables_for(w2)
     for t in range(8):
         for b in range(hf.n_buckets):
-            np.testing.assert_array_equal(np.sort(_contents(inc, t, b)), _contents(full, t, b))
+            np.testing.assert_array_equal(np.sort(_contents(inc, t, b)),
+                                          np.sort(_contents(full, t, b)))
     _check_invariants(inc)
 
 

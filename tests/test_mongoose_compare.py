@@ -19,7 +19,8 @@ from slide_engine.mongoose.compare import METHODS, compare
 def test_compare_counts_maintenance(tmp_path):
     train, test = generate("tiny", 0)
     hashing = HashConfig(
-        family="simhash", k=4, l=6, min_active=32, rebuild_every=10, redraw_every=0
+        family="simhash", k=4, l=6, min_active=32, rebuild_every_samples=1280,
+        redraw_every_samples=0,
     )
     config = SlideConfig(lr=1e-3, output=OutputConfig(hash=hashing))
     settings = RunSettings(
@@ -34,7 +35,9 @@ def test_compare_counts_maintenance(tmp_path):
     rows = compare(train, test, list(METHODS), config, mongoose, settings, tmp_path)
     by_method = {row["method"]: row for row in rows}
     assert set(by_method) == set(METHODS)
-    assert by_method["slide"]["rebuilds"] == 40 // 10
+    # the fixed schedule counts samples: 40 batches of 2,000 training points at 128 (epochs of
+    # 15 x 128 + 80) are 2 * 2,000 + 8 * 128 = 5,024 samples, three multiples of 1,280
+    assert by_method["slide"]["rebuilds"] == 5024 // 1280
     assert by_method["slide"]["checks"] == 0
     for method in ("slide-mongoose-scheduler", "slide-mongoose"):
         assert by_method[method]["checks"] == 40 // 5

@@ -261,23 +261,34 @@ def test_sampling_figure_draws_each_slide_run_and_skips_the_dense_baselines():
                        eval_set="subset", iteration=i, p_at_1=0.1)
             if method == "slide" and i > 0:  # the engine's columns; TF rows have none
                 row.update(query_cos=1.0 - i / 1000 - seed / 100, active_mean=6000.0 - i,
-                           distinct_rows=1e4 * (1 + i / 100))
+                           distinct_rows=1e4 * (1 + i / 100), recall_top10=0.1 + i / 1000,
+                           recall_top1=0.2 + i / 1000, active_fraction=0.01 + seed / 100,
+                           share_tables=0.5, share_topup=0.45 - seed / 10,
+                           share_labels=0.05 + seed / 10, table_coverage=0.9 + i / 10000)
             rows.append(row)
     curves = pd.DataFrame(rows)
     styles = method_styles(["slide", "tf-full"])
     fig = sampling_figure(curves, styles, "x")
     axes = fig.axes
     assert len(axes) == len(SAMPLING_PANELS)
-    for ax, (column, _) in zip(axes, SAMPLING_PANELS, strict=True):
-        # the headline thread count (2) only, one line per seed, iteration 0 (no batch) left out
-        assert len(ax.lines) == 2
-        for seed, line in enumerate(ax.lines):
-            run = curves[(curves["method"] == "slide") & (curves["threads"] == 2)
-                         & (curves["seed"] == seed) & (curves["iteration"] > 0)]
-            assert list(line.get_xdata()) == list(run["iteration"])
-            assert list(line.get_ydata()) == list(run[column])
+    for ax, (columns, _) in zip(axes, SAMPLING_PANELS, strict=True):
+        # the headline thread count (2) only, one line per seed and column, iteration 0 left out
+        drawn = [c for c in columns for _ in (0, 1)]
+        if columns[0] == "recall_top10":
+            drawn = [c for c in (*columns, "active_fraction") for _ in (0, 1)]
+        assert len(ax.lines) == len(drawn)
+        for column in set(drawn):
+            for seed in (0, 1):
+                run = curves[(curves["method"] == "slide") & (curves["threads"] == 2)
+                             & (curves["seed"] == seed) & (curves["iteration"] > 0)]
+                assert any(list(line.get_xdata()) == list(run["iteration"])
+                           and list(line.get_ydata()) == list(run[column])
+                           for line in ax.lines), (column, seed)
     legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
     assert legend == ["slide, 2 thr, seed 0", "slide, 2 thr, seed 1"]
+    # the uniform-sampling expectation is dotted in the recall panel
+    recall = axes[[c[0] for c, _ in SAMPLING_PANELS].index("recall_top10")]
+    assert sum(line.get_linestyle() == ":" for line in recall.lines) == 2
     # no SLIDE run (or no such column at all): each panel says so
     fig = sampling_figure(curves[curves["method"] == "tf-full"].drop(
         columns=["query_cos", "active_mean", "distinct_rows"]), styles, "x")

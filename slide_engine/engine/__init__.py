@@ -16,9 +16,10 @@ API::
                 init="normal", init_std=0.01, lr=1e-4, beta1=0.9, beta2=0.999, eps=1e-8,
                 adam="lazy", accumulate="auto", eval_chunk_mb=256)
     HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
-               replacement="fifo", packing="concat", bin_size=8, policy="union",
-               min_active=1000, center_tables=0, threshold=2, schedule="reference",
-               rebuild_every=50, redraw_every=1000, decay_first=50, decay_growth=1.5,
+               replacement="fifo", insert_order="random", packing="concat", bin_size=8,
+               policy="union", min_active=1000, center_tables=0, threshold=2,
+               schedule="reference", rebuild_every_samples=6400,
+               redraw_every_samples=128000, decay_first_samples=6400, decay_growth=1.5,
                mongoose=MongooseConfig())
 
 Design decisions (see the modules for detail):
@@ -36,7 +37,9 @@ Design decisions (see the modules for detail):
   :mod:`~slide_engine.engine.rowwise`): the batch's (sample, neuron) pairs are grouped by neuron
   once after selection, then the forward and one fused pass (gradient, back-propagated delta and
   lazy Adam step) visit each distinct row once, with no gradient array and no race; their sums
-  have the same order at any thread count. Samples share most active neurons (SimHash K=9 at
+  have the same order at any thread count (a run above one thread is still not deterministic:
+  the random top-up's per-thread streams and the first layer's HOGWILD updates depend on
+  scheduling). Samples share most active neurons (SimHash K=9 at
   Amazon-670K shape: 776,000 pairs, 87,000 distinct rows), so this reads each row once instead
   of ~9 times. ``accumulate="hogwild"`` keeps the paper's per-pair HOGWILD kernels; dense Adam
   (``adam="dense"``) resolves ``"auto"`` to it.
@@ -46,8 +49,10 @@ Design decisions (see the modules for detail):
 - Adam (:mod:`~slide_engine.engine.adam`): ``lazy`` (default) updates only the rows that received
   gradient, each bias-corrected by its own step counter, so the update costs O(active rows) as the
   paper describes; ``dense`` updates every row every batch like the reference C++ (103M
-  parameters per batch at Amazon-670K shape). Lazy differs from dense only in that the moments of
-  an untouched row are neither decayed nor applied (as TensorFlow's LazyAdam).
+  parameters per batch at Amazon-670K shape). Lazy differs from dense in two ways: the moments
+  of an untouched row are neither decayed nor applied (as TensorFlow Addons' LazyAdam), and each
+  row's bias correction uses that row's own update count, not the global step (LazyAdam uses
+  the global step), so a row first touched late takes a fresh Adam's first, larger step.
 - Hashing (:mod:`~slide_engine.engine.sampling` over :mod:`slide_engine.lsh`): the generic
   default is the paper's Delicious setting, SimHash K=9, L=50 (works on any dense input without
   tuning; 512 buckets are addressable); the Amazon setting is ``family=dwta, k=6, l=50,

@@ -29,6 +29,10 @@ class HashConfig:
     bucket_capacity: int = 128
     #: which ids a full bucket keeps: the reference's FIFO, or a uniform reservoir
     replacement: Literal["fifo", "reservoir"] = "fifo"
+    #: order in which a build inserts the neurons: a fresh seeded shuffle per table and build
+    #: (the reference's parallel insertion scatters its order too), or ascending ids (a full
+    #: FIFO bucket then keeps only its highest ids)
+    insert_order: Literal["random", "ascending"] = "random"
     #: how K codes form a bucket index: lossless, or the reference's 2-bit-shift overlap
     packing: Literal["concat", "reference-overlap-2bit"] = "concat"
     #: WTA/DWTA coordinates compared per code (8 = the reference's 3-bit codes)
@@ -47,16 +51,20 @@ class HashConfig:
     center_tables: int = 0
     #: threshold policy: keep neurons found in at least this many of the L probed buckets
     threshold: int = 2
-    #: table maintenance: "reference" rebuilds every ``rebuild_every`` batches (the code);
-    #: "decay" rebuilds at the paper's geometrically growing intervals; "mongoose" rebuilds when
-    #: the weights drifted (MONGOOSE scheduler, optionally learned SimHash; not the first layer)
+    #: table maintenance: "reference" rebuilds every ``rebuild_every_samples`` training samples
+    #: (the code); "decay" rebuilds at the paper's geometrically growing intervals; "mongoose"
+    #: rebuilds when the weights drifted (MONGOOSE scheduler, optionally learned SimHash; not
+    #: the first layer). Intervals count samples, as the reference does, so they mean the same
+    #: at any batch size (6,400 samples = 50 batches of 128 = 25 batches of 256)
     schedule: Literal["reference", "decay", "mongoose"] = "reference"
-    #: reference schedule: re-hash every neuron into the tables every this many batches (code: 50)
-    rebuild_every: int = 50
-    #: both schedules: draw new hash functions every this many batches (code: 1000; 0 = never)
-    redraw_every: int = 1000
-    #: decay schedule: first interval N0 (the paper's 50)
-    decay_first: int = 50
+    #: reference schedule: re-hash every neuron into the tables every this many samples (the
+    #: reference's Amazon config: Rehash = 6,400; 0 = never)
+    rebuild_every_samples: int = 6400
+    #: reference and decay schedules: draw new hash functions every this many samples (the
+    #: reference's Amazon config: Rebuild = 128,000; 0 = never)
+    redraw_every_samples: int = 128_000
+    #: decay schedule: first interval N0 in samples (the paper's 50 iterations of 128)
+    decay_first_samples: int = 6400
     #: decay schedule: growth of the interval per rebuild (the paper leaves it open)
     decay_growth: float = 1.5
     #: mongoose schedule: drift threshold, check interval, learnable hash (see MongooseConfig)

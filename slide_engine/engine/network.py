@@ -55,6 +55,7 @@ from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
 from slide_engine.harness import run as harness_run
 from slide_engine.lsh import SelectScratch
+from slide_engine.lsh.selection import POLICY_RANDOM, POLICY_UNION
 from slide_engine.metrics import precision_at_k
 
 __all__ = ["SlideNetwork"]
@@ -62,6 +63,10 @@ __all__ = ["SlideNetwork"]
 _PHASES = ("hash", "forward", "backward", "update", "tables")
 
 _MONGOOSE_COLUMNS = ("checks", "reinserts", "fits", "t_sched", "t_fit")
+
+#: curve columns of :meth:`SlideNetwork.sampling_stats` (evaluation rows, untimed)
+SAMPLING_COLUMNS = ("recall_top1", "recall_top10", "share_tables", "share_labels",
+                    "share_topup")
 
 
 def mean_pairwise_cosine(x: np.ndarray) -> float:
@@ -154,6 +159,7 @@ class SlideNetwork:
         self._train: XCData | None = None
         self._buffers: BatchBuffers | None = None
         self._step = 0
+        self._seen = 0  # training samples seen (the table schedules count samples)
         self._corr = np.zeros(0)
         self._reset_stats()
 
@@ -217,6 +223,7 @@ class SlideNetwork:
         except ValueError as err:
             raise ConfigError(f"hash settings: {err}") from err
         self._step = 0
+        self._seen = 0
         self._buffers = None
         with _numba_threads(self.threads):
             for index, sampler in self._samplers.items():
@@ -250,8 +257,9 @@ class SlideNetwork:
         rows : int (B,)
             Training rows of one batch (only their number is used).
         """
-        probe = SlideNetwork(_probe_config(self.config), seed=self.seed, threads=self.threads)
-        data = _probe_data(max(2, len(rows)))
+        n = max(2, len(rows))
+        probe = SlideNetwork(_probe_config(self.config, n), seed=self.seed, threads=self.threads)
+        data = _probe_data(n)
         probe.prepare(data)
         order = np.arange(data.n_points)
         for _ in range(2):  # step 1 rebuilds the tables, step 2 redraws the hash functions
@@ -327,19 +335,23 @@ class SlideNetwork:
             self._update(k, step)
             timers["update"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._maintain(step, buf)
+            self._maintain(step, self._seen, self._seen + rows.shape[0], buf)
             timers["tables"] += time.perf_counter() - t0
         self._step = step
+        self._seen += rows.shape[0]
         self._count_work(train, rows, buf)
         n_labelled = int(np.count_nonzero(train.y_indptr[rows + 1] - train.y_indptr[rows]))
         return float(buf.loss.sum() / n_labelled) if n_labelled else 0.0
 
-    def _maintain(self, step: int, buf: BatchBuffers) -> None:
+    def _maintain(self, step: int, before: int, after: int, buf: BatchBuffers) -> None:
+        # before/after: training samples seen before and after this batch (the reference and
+        # decay schedules count samples; MONGOOSE checks every so many steps)
         lazy = self.config.adam == "lazy"
         for index, sampler in self._samplers.items():
             if sampler.mongoose is None:
                 self._rebuilds += sampler.maintain(
-                    step, lambda i=index: self._neuron_rows(i), self._rebuild_counts(index)
+                    before, after, lambda i=index: self._neuron_rows(i),
+                    self._rebuild_counts(index),
                 )
                 continue
             layer = self.layers[index]
@@ -665,6 +677,123 @@ class SlideNetwork:
                 out[start : start + rows.shape[0]] = topk_sparse(val, ids, cnt, k)
         return out
 
+    def sampling_stats(self, data: XCData, batch: int = 128) -> dict[str, float]:
+        """What the output layer's active sets hold, on ``data`` (untimed; curve columns).
+
+        Each point of ``data`` is given the active set the engine would pick for it in
+        training (its labels, the policy's neurons, the top-up; centred tables centred on the
+        mean query of its chunk of ``batch`` points; an RNG stream of its own, so the training
+        streams do not move), and its exact logits over every output neuron are computed.
+
+        Parameters
+        ----------
+        data : XCData
+            Points with their labels (the evaluation subset).
+        batch : int
+            Points selected together (the training batch size).
+
+        Returns
+        -------
+        dict
+            ``recall_top1`` / ``recall_top10``: mean over the points of the fraction of its
+            top-1 / top-10 non-label output neurons by exact logit (its hardest negatives) that
+            its active set contains (a uniform random active set of A of L neurons gives about
+            A / L); ``share_labels``, ``share_tables``, ``share_topup``: the fractions of all
+            active entries that are labels, neurons the policy found in the tables, and random
+            top-up. NaN everywhere for a dense output layer.
+        """
+        last = len(self.layers) - 1
+        nan = dict.fromkeys(SAMPLING_COLUMNS, float("nan"))
+        if last not in self._samplers or data.n_points == 0:
+            return nan
+        self._check_predict(data, 1)
+        sampler = self._samplers[last]
+        n_labels = self._widths[-1]
+        chunk = max(1, min(batch, self._chunk_points(data.n_points, n_labels)))
+        buffers = BatchBuffers(self._widths, self._caps(), chunk)
+        scores = np.empty((chunk, n_labels), dtype=np.float32)
+        scratch = {index: s.inference_scratch() for index, s in self._samplers.items()}
+        policy = sampler.policy
+        kind = policy.kind
+        no_topup = policy._replace(min_active=0)
+        k_neg = [k for k in (1, 10) if k < n_labels]
+        hits = dict.fromkeys(k_neg, 0.0)
+        totals = dict.fromkeys(("active", "labels", "tables", "topup"), 0)
+        in_set = np.zeros(n_labels, dtype=bool)
+        with _numba_threads(self.threads):
+            for start in range(0, data.n_points, chunk):
+                rows = np.arange(start, min(start + chunk, data.n_points), dtype=np.int64)
+                m = rows.shape[0]
+                buf = buffers.view(m)
+                for index in range(last):  # the layers below, as training computes them
+                    if index in self._samplers:
+                        self._select(PARALLEL, index, data, rows, buf, with_labels=False,
+                                     scratch=scratch[index], training=True)
+                    self._forward(PARALLEL, index, data, rows, buf, relu=True,
+                                  dense_inputs=False)
+                self._select(PARALLEL, last, data, rows, buf, with_labels=True,
+                             scratch=scratch[last], training=True)
+                ids = buf.ids[last][:m].copy()
+                cnt = buf.cnt[last][:m].copy()
+                n_found = cnt
+                if kind == POLICY_UNION:  # the same selection without top-up (no RNG before it)
+                    sampler.policy = no_topup
+                    try:
+                        self._select(PARALLEL, last, data, rows, buf, with_labels=True,
+                                     scratch=sampler.inference_scratch(), training=True)
+                    finally:
+                        sampler.policy = policy
+                    n_found = buf.cnt[last][:m].copy()
+                s = scores[:m]
+                self._exact_logits(data, rows, buf, s)
+                n_lab = np.minimum(data.y_indptr[rows + 1] - data.y_indptr[rows], cnt)
+                for i in range(m):
+                    y = data.y_indices[data.y_indptr[rows[i]] : data.y_indptr[rows[i] + 1]]
+                    s[i, y] = -np.inf
+                top = topk_dense(s, max(k_neg)) if k_neg else np.zeros((m, 0), np.int32)
+                for i in range(m):
+                    act = ids[i, : cnt[i]]
+                    in_set[act] = True
+                    for k in k_neg:
+                        hits[k] += float(in_set[top[i, :k]].mean())
+                    in_set[act] = False
+                totals["active"] += int(cnt.sum())
+                totals["labels"] += int(n_lab.sum())
+                if kind == POLICY_RANDOM:
+                    totals["topup"] += int((cnt - n_lab).sum())
+                else:
+                    totals["tables"] += int((n_found - n_lab).sum())
+                    totals["topup"] += int((cnt - n_found).sum())
+        out = nan
+        for k in k_neg:
+            out[f"recall_top{k}"] = hits[k] / data.n_points
+        if totals["active"]:
+            for part in ("tables", "labels", "topup"):
+                out[f"share_{part}"] = totals[part] / totals["active"]
+        return out
+
+    def _exact_logits(self, data: XCData, rows: np.ndarray, buf: BatchBuffers,
+                      out: np.ndarray) -> None:
+        # every output neuron's logit for the chunk ``rows`` (m, n_labels), from the inputs the
+        # output layer sees in training (buf holds the layers below)
+        last = len(self.layers) - 1
+        layer = self.layers[last]
+        m = rows.shape[0]
+        if last == 0:
+            PARALLEL.input_forward(rows, data.x_indptr, data.x_indices, data.x_values, layer.w,
+                                   layer.b, np.zeros((m, 1), np.int32),
+                                   np.full(m, self._widths[0], np.int32), out, True, False)
+            return
+        ids, cnt, val = buf.layer(last - 1)
+        if last - 1 in self._samplers:  # a sampled layer below: scatter its active values
+            x = np.zeros((m, layer.n_in), dtype=np.float32)
+            for i in range(m):
+                x[i, ids[i, : cnt[i]]] = val[i, : cnt[i]]
+        else:
+            x = np.ascontiguousarray(val[:m, : layer.n_in])
+        np.matmul(x, layer.w.T, out=out)
+        out += layer.b
+
     def evaluate(self, data: XCData, ks: tuple[int, ...] = (1, 3, 5)) -> dict[int, float]:
         """Precision at each ``k`` with the dense forward (:meth:`predict_topk`)."""
         topk = self.predict_topk(data, max(ks))
@@ -731,7 +860,8 @@ class SlideNetwork:
             batch (neuron-major output layer, else NaN); ``t_hash``, ``t_forward``,
             ``t_backward``, ``t_update``, ``t_tables``: seconds per phase (a neuron-major
             layer's grouping of pairs counts as hash, its fused gradient + Adam pass as
-            backward); ``rebuilds``: table rebuilds;
+            backward); ``rebuilds``: table rebuilds; ``table_coverage``: fraction of the output
+            neurons stored in at least one of its tables now (NaN for a dense output layer);
             with a ``mongoose`` schedule also ``checks``, ``reinserts``, ``fits``, ``t_sched``,
             ``t_fit`` (its drift checks, re-insertions and learned-hash fits, included in
             ``t_tables``).
@@ -755,6 +885,8 @@ class SlideNetwork:
         out["distinct_rows"] = self._distinct / self._batches if rowwise else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})
         out["rebuilds"] = float(self._rebuilds)
+        out_sampler = self._samplers.get(last)
+        out["table_coverage"] = out_sampler.index.coverage if out_sampler else float("nan")
         policies = [s.mongoose for s in self._samplers.values() if s.mongoose is not None]
         if policies:  # MONGOOSE layers: checks, re-insertions and learned-hash fits as well
             extra = dict.fromkeys(_MONGOOSE_COLUMNS, 0.0)
@@ -769,13 +901,17 @@ class SlideNetwork:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Weights, Adam moments and per-row steps, hash tables, RNG streams, step counter.
+        """Weights, Adam moments and per-row steps, hash tables, RNG streams, step and sample
+        counters.
 
         The arrays are the live state, not copies (as PyTorch's ``state_dict``): write them out
         (or copy them) before the next :meth:`train_batch`. Hash functions are not stored: they
         are redrawn from the seed and the number of redraws on load.
         """
-        state = {"step": np.array([self._step], dtype=np.int64)}
+        state = {
+            "step": np.array([self._step], dtype=np.int64),
+            "samples": np.array([self._seen], dtype=np.int64),
+        }
         for index, layer in enumerate(self.layers):
             state.update(layer.state(f"layer{index}."))
         for index, sampler in self._samplers.items():
@@ -792,6 +928,7 @@ class SlideNetwork:
         for index, sampler in self._samplers.items():
             sampler.load(state, f"lsh{index}.", lambda i=index: self._neuron_rows(i))
         self._step = int(np.asarray(state["step"])[0])
+        self._seen = int(np.asarray(state["samples"])[0])
 
     def is_finite(self) -> bool:
         """Whether every weight and bias is finite."""
@@ -884,13 +1021,15 @@ def _method_name(specs: list[LayerConfig | OutputConfig]) -> str:
     return "slide-mongoose" if any(m.learn for m in mongoose) else "slide-mongoose-scheduler"
 
 
-def _probe_config(config: SlideConfig) -> SlideConfig:
+def _probe_config(config: SlideConfig, batch: int) -> SlideConfig:
     # same layer types, family, policy and schedule; tiny tables, maintenance at every step
     probe = copy.deepcopy(config)
     for spec in [*probe.hidden, probe.output]:
         h = spec.hash
         h.l, h.n_buckets, h.bucket_capacity, h.min_active = 2, 64, 4, 4
-        h.rebuild_every, h.redraw_every, h.decay_first = 1, 2, 1
+        # a rebuild after every batch, a redraw after the second (batches of ``batch`` samples)
+        h.rebuild_every_samples, h.redraw_every_samples = 1, 2 * batch
+        h.decay_first_samples = 1
         h.mongoose.check_every, h.mongoose.threshold = 1, 1e-6
         h.center_tables = min(h.center_tables, h.l)  # still > 0: the centred kernel path
     return probe

@@ -20,10 +20,13 @@ dense layer a training step therefore runs:
    masks them by ReLU'.
 
 A partition is one block of parallel work. Their number is fixed, whatever the thread count, so
-every sum of these kernels has the same order at any thread count: the serial and parallel
-kernels add the same terms in the same order, a run at a fixed thread count is deterministic and
-no update is lost to a race. No gradient array is stored for the layer (343 MB less at
-Amazon-670K shape). Only lazy Adam is supported (dense Adam must also visit the untouched rows).
+every sum of these kernels has the same order at any thread count: given the same active sets
+and inputs, the serial and parallel kernels add the same terms in the same order and give the
+same bits, and no update is lost to a race. A training run above one thread is still not
+deterministic as a whole: the selection's random top-up draws from per-thread streams (which
+samples a thread serves depends on scheduling), and the first layer's HOGWILD updates race.
+No gradient array is stored for the layer (343 MB less at Amazon-670K shape). Only lazy Adam
+is supported (dense Adam must also visit the untouched rows).
 
 Layout of the grouped pairs (``groups``): partition ``c`` holds the distinct rows
 ``unique[part_ptr[c] : part_ptr[c] + part_nu[c]]``; its ``k``-th row has the pairs

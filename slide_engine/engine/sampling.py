@@ -8,7 +8,8 @@ Selection contract used by the engine: a sample's true labels (output layer, tra
 the first entries of its active set, then the policy's neurons, without duplicates.
 
 Maintenance follows :class:`~slide_engine.lsh.ReferenceSchedule` (rebuild every
-``rebuild_every`` batches, redraw every ``redraw_every``: the reference code),
+``rebuild_every_samples`` training samples, redraw every ``redraw_every_samples``: the reference
+code, which counts samples too),
 :class:`~slide_engine.lsh.DecayingSchedule` (the paper's geometrically growing intervals) or a
 :class:`~slide_engine.mongoose.MongoosePolicy` (rebuild or re-insert when the weights' sketches
 drifted; optionally learned SimHash). A rebuild re-hashes every neuron with the current
@@ -210,14 +211,15 @@ class LayerSampler:
         budget = cfg.min_active if cfg.policy in _BUDGET_POLICIES else 0
         self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget)
         self.schedule = (
-            DecayingSchedule(cfg.decay_first, cfg.decay_growth, cfg.redraw_every)
+            DecayingSchedule(cfg.decay_first_samples, cfg.decay_growth, cfg.redraw_every_samples)
             if cfg.schedule == "decay"
-            else ReferenceSchedule(cfg.rebuild_every, cfg.redraw_every)
+            else ReferenceSchedule(cfg.rebuild_every_samples, cfg.redraw_every_samples)
         )
         self.mongoose: MongoosePolicy | None = None
         self.index = LSHIndex(n_neurons, dim, cfg.family, cfg.k, cfg.l, cfg.n_buckets,
                               cfg.bucket_capacity, cfg.replacement, self._draw_seed(),
-                              packing=cfg.packing, bin_size=cfg.bin_size)
+                              order=cfg.insert_order, packing=cfg.packing,
+                              bin_size=cfg.bin_size)
         self.scratch = self.index.make_scratch(threads, self._draw_seed(salt=1))
         self.capacity = out_capacity(self.policy, self.index.tables,
                                      max_labels if is_output else 0)
@@ -314,14 +316,14 @@ class LayerSampler:
                                         counts=touched[1])
         return int(action == "rebuild")
 
-    def maintain(self, step: int, neuron_rows: Callable[[], np.ndarray],
+    def maintain(self, before: int, after: int, neuron_rows: Callable[[], np.ndarray],
                  row_step: np.ndarray | None = None) -> int:
-        """Run the maintenance due after step ``step``; return the number of rebuilds (0 or 1).
+        """Run the maintenance due after a batch; return the number of rebuilds (0 or 1).
 
         Parameters
         ----------
-        step : int
-            The step just taken (1-based).
+        before, after : int
+            Training samples seen before and after the batch (the schedule counts samples).
         neuron_rows : callable
             Returns the float32 (n_neurons, dim) weight rows (a copy for the first layer).
         row_step : int64 (n_neurons,), optional
@@ -330,7 +332,7 @@ class LayerSampler:
             whose count moved since the previous rebuild (:meth:`LSHIndex.rebuild`); without
             it, or at the first rebuild, every neuron is re-hashed.
         """
-        action = self.schedule.action(step)
+        action = self.schedule.action(before, after)
         if action == "redraw":
             self.draws += 1
             self.index.redraw(neuron_rows(), self._draw_seed())

@@ -12,16 +12,18 @@ buckets per table, T threads)::
     hash_codes_dense(hf, x (d,) f32, fbuf (n_float,) f32, codes (k*l,) i32)           [njit]
     hash_codes_sparse(hf, x_idx (nnz,) i32, x_val (nnz,) f32, fbuf, codes)           [njit]
     pack_codes(hf, codes (k*l,) i32, buckets (l,) i32)                                [njit]
+    fold_packed(hf, packed u64) -> bucket    # lossless index, or a mixing fold (hf.fold)  [njit]
     hash_dense(hf, x, fbuf, codes, buckets (l,) i32)                                  [njit]
     hash_sparse(hf, x_idx, x_val, fbuf, codes, buckets)                               [njit]
     hash_rows(hf, weights (n, d) f32, rows (m,) i32, out (l, m) i32)       # parallel over rows
 
     tables = allocate_tables(n, l, hf.n_buckets, capacity=128, replacement="fifo"|"reservoir",
-                             rng_states (l,) u64)
+                             rng_states (l,) u64, order="random"|"ascending")
     tables.bucket_of (l, n) i32 <- hash_rows(hf, W, arange(n), tables.bucket_of)
     build_tables(tables)                                  # [njit, parallel over tables]
     reinsert(tables, rows (m,) i32, new_buckets (l, m) i32)   # [njit, parallel over tables]
     bucket_ids(tables, t, b) -> int32 view                                            [njit]
+    table_coverage(tables) -> fraction of the n neurons stored in at least one table
 
     policy = make_policy("union"|"threshold"|"vanilla"|"topk-count"|"random"|"exact-topk",
                          min_active=1000, threshold=2, budget=1000)
@@ -35,12 +37,13 @@ buckets per table, T threads)::
     select_exact_topk / select_exact_topk_sparse                                       [njit]
 
     LSHIndex(n, d, family="dwta", k=6, l=50, n_buckets=2**18, capacity=128,
-             replacement="fifo", seed=0, n_threads=None, **family_options)
+             replacement="fifo", seed=0, n_threads=None, order="random", **family_options)
         .build(W) .redraw(W, seed) .reinsert(W, rows) .query(x, labels, policy, weights)
         .make_scratch(T) .bucket(t, b) .nbytes .hash_functions .tables
 
-    ReferenceSchedule(rebuild_every=50, redraw_every=1000), DecayingSchedule(first_interval=50,
-    growth=1.5, redraw_every=0): .should_rebuild(it) .should_redraw(it) .action(it)
+    ReferenceSchedule(rebuild_every=6400, redraw_every=128000),         # counted in samples
+    DecayingSchedule(first_interval=6400, growth=1.5, redraw_every=0):
+        .should_rebuild(before, after) .should_redraw(before, after) .action(before, after)
 
 Worker ``tid`` must use only row ``tid`` of the scratch and its own ``out``. Serial calls are
 bit-deterministic for a seed; build and reinsert are deterministic for any thread count.
@@ -55,6 +58,7 @@ from .families import (
 )
 from .hashing import (
     densify,
+    fold_packed,
     hash_codes_dense,
     hash_codes_sparse,
     hash_dense,
@@ -83,22 +87,25 @@ from .selection import (
     select_vanilla,
 )
 from .tables import (
+    ORDERS,
     REPLACEMENTS,
     TableArrays,
     allocate_tables,
     bucket_ids,
     build_tables,
     reinsert,
+    table_coverage,
     tables_nbytes,
 )
 
 __all__ = [
-    "FAMILIES", "PACKINGS", "POLICIES", "REPLACEMENTS", "DecayingSchedule", "HashFunctions",
-    "LSHIndex", "ReferenceSchedule", "SelectPolicy", "SelectScratch", "TableArrays",
-    "allocate_tables", "bucket_ids", "build_tables", "densify", "hash_codes_dense",
+    "FAMILIES", "ORDERS", "PACKINGS", "POLICIES", "REPLACEMENTS", "DecayingSchedule",
+    "HashFunctions", "LSHIndex", "ReferenceSchedule", "SelectPolicy", "SelectScratch",
+    "TableArrays",
+    "allocate_tables", "bucket_ids", "build_tables", "densify", "fold_packed", "hash_codes_dense",
     "hash_codes_sparse", "hash_dense", "hash_rows", "hash_scratch_sizes", "hash_sparse",
     "make_hash_functions", "make_policy", "make_scratch", "numba_threads", "out_capacity",
     "pack_codes", "query_dense", "query_sparse", "reinsert", "select_active",
     "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
-    "select_topk_count", "select_union", "select_vanilla", "tables_nbytes",
+    "select_topk_count", "select_union", "select_vanilla", "table_coverage", "tables_nbytes",
 ]

@@ -40,6 +40,9 @@ class HashFunctions(NamedTuple):
     """One of ``PACK_*``."""
     n_buckets: int
     """Buckets per table actually addressable: min(configured, largest packed index + 1)."""
+    fold: bool
+    """The packed codes address more than ``n_buckets``: a mixing hash folds them (every code
+    counts); False: the packed index is the bucket (lossless concatenation)."""
     bin_size: int
     """WTA/DWTA: coordinates compared per code."""
     topk: int
@@ -60,10 +63,9 @@ def _bits_for(n: int) -> int:
     return max(1, int(np.ceil(np.log2(n))))
 
 
-def _addressable(k: int, code_bits: int, packing: int, n_buckets: int) -> int:
+def _largest_packed(k: int, code_bits: int, packing: int) -> int:
     shift = code_bits if packing == PACK_CONCAT else 2
-    largest = sum(((1 << code_bits) - 1) << (shift * (k - 1 - j)) for j in range(k))
-    return min(n_buckets, largest + 1)
+    return sum(((1 << code_bits) - 1) << (shift * (k - 1 - j)) for j in range(k))
 
 
 def _permutation_bins(dim: int, n_functions: int, bin_size: int,
@@ -103,7 +105,10 @@ def make_hash_functions(family: str, dim: int, k: int, l: int, n_buckets: int,  
     k, l : int
         Codes per table and number of tables.
     n_buckets : int
-        Configured buckets per table; packed indices at least this large are folded by ``mod``.
+        Configured buckets per table. When the packed codes can reach it (e.g. DWTA K=8 with
+        3-bit codes at 2**18), the packed value is folded by a multiply-xorshift hash, so every
+        one of the K codes influences the bucket; a plain ``mod`` of a power of two would keep
+        only the last codes.
     seed : int
         Seed of the draw (``redraw`` = a new seed).
     packing : {"concat", "reference-overlap-2bit"}
@@ -154,9 +159,14 @@ def make_hash_functions(family: str, dim: int, k: int, l: int, n_buckets: int,  
         if minhash_topk < 0:
             raise ValueError("minhash_topk must be >= 0")
     if k * bits > 63:
-        raise ValueError(f"k * code_bits = {k * bits} exceeds 63 bits")
+        raise ValueError(f"k * code_bits = {k * bits} exceeds 63 bits: the K codes of a table "
+                         "are packed into one 64-bit word; lower k or code_bits")
+    if n_buckets >= 2**31:
+        raise ValueError(f"n_buckets must be below 2**31, got {n_buckets}")
     hseed = np.uint64(rng.integers(0, 2**63, dtype=np.int64))
-    return HashFunctions(fam, k, l, dim, bits, pack, _addressable(k, bits, pack, n_buckets),
+    largest = _largest_packed(k, bits, pack)
+    return HashFunctions(fam, k, l, dim, bits, pack, min(n_buckets, largest + 1),
+                         largest + 1 > n_buckets,
                          bin_size if fam in (FAMILY_WTA, FAMILY_DWTA) else 1,
                          int(minhash_topk), hseed, np.ascontiguousarray(proj),
                          np.ascontiguousarray(bins), inv_ptr, inv_slot)

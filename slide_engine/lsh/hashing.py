@@ -17,7 +17,7 @@ from .families import (
     HashFunctions,
     hash_scratch_sizes,
 )
-from .rng import hash3
+from .rng import hash3, mix64
 
 _EMPTY = -1
 _ABSENT = np.iinfo(np.int32).min
@@ -25,6 +25,7 @@ _NO_BEST = np.iinfo(np.int64).min
 _MAX_PROBES = 64
 _LOW31 = np.uint64(0x7FFFFFFF)
 _S33 = np.uint64(33)
+_S32 = np.uint64(32)
 _ROW_CHUNK = 2048
 
 
@@ -242,12 +243,31 @@ def _minhash(hf, x_idx, x_val, dense, buf, codes):
         codes[f] &= mask
 
 
+_FOLD_KEY = np.uint64(0xD6E8FEB86659FD93)
+
+
+@njit(cache=True, inline="always")
+def fold_packed(hf: HashFunctions, packed: np.uint64) -> np.int32:
+    """Bucket of a table's packed codes: the packed value itself, or its mixing fold.
+
+    With ``hf.fold`` the packed value (up to 63 bits) goes through a multiply-xorshift hash
+    (splitmix64's bijective finaliser) and the high 32 bits are scaled to ``[0, n_buckets)``
+    (multiply-shift): every one of the K codes changes the bucket of about ``1 - 1/n_buckets``
+    of the inputs. Build, query and re-insertion all bucket through this one function.
+    """
+    if not hf.fold:
+        return np.int32(packed)
+    z = mix64(packed ^ _FOLD_KEY) >> _S32
+    return np.int32((z * np.uint64(hf.n_buckets)) >> _S32)
+
+
 @njit(cache=True)
 def pack_codes(hf: HashFunctions, codes: np.ndarray, buckets: np.ndarray) -> None:
     """Combine each table's K codes into its bucket index.
 
     ``concat``: ``sum_j code_j << (bits * (k-1-j))`` (lossless); ``reference-overlap-2bit``: the
-    same with a 2-bit shift. An index ``>= n_buckets`` is folded by ``mod n_buckets``.
+    same with a 2-bit shift. When that index can reach ``n_buckets`` (``hf.fold``) it is folded
+    by :func:`fold_packed`, a mixing hash over all K codes.
 
     Parameters
     ----------
@@ -258,14 +278,11 @@ def pack_codes(hf: HashFunctions, codes: np.ndarray, buckets: np.ndarray) -> Non
         int32 (l,), output.
     """
     shift = np.uint64(hf.code_bits if hf.packing == PACK_CONCAT else 2)
-    nb = np.uint64(hf.n_buckets)
     for t in range(hf.l):
         b = np.uint64(0)
         for j in range(hf.k):
             b = (b << shift) + np.uint64(codes[t * hf.k + j])
-        if b >= nb:
-            b = b % nb
-        buckets[t] = np.int32(b)
+        buckets[t] = fold_packed(hf, b)
 
 
 @njit(cache=True)
@@ -371,15 +388,12 @@ _BLAS_CHUNK = 16384
 def _pack_signs(hf, z, out, lo):
     # z float32 (m, k*l): SimHash projections of rows lo..lo+m-1 -> out[t, lo + r]
     shift = np.uint64(hf.code_bits if hf.packing == PACK_CONCAT else 2)
-    nb = np.uint64(hf.n_buckets)
     for r in prange(z.shape[0]):
         for t in range(hf.l):
             b = np.uint64(0)
             for j in range(hf.k):
                 b = (b << shift) + np.uint64(1 if z[r, t * hf.k + j] > 0.0 else 0)
-            if b >= nb:
-                b = b % nb
-            out[t, lo + r] = np.int32(b)
+            out[t, lo + r] = fold_packed(hf, b)
 
 
 def _simhash_rows_blas(hf: HashFunctions, weights: np.ndarray, rows: np.ndarray,

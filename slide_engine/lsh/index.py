@@ -18,7 +18,14 @@ from .selection import (
     query_dense,
     query_sparse,
 )
-from .tables import TableArrays, allocate_tables, build_tables, reinsert, tables_nbytes
+from .tables import (
+    TableArrays,
+    allocate_tables,
+    build_tables,
+    reinsert,
+    table_coverage,
+    tables_nbytes,
+)
 
 
 @contextmanager
@@ -60,6 +67,9 @@ class LSHIndex:
         Seeds the hash functions, the reservoir streams and the scratch RNG streams.
     n_threads : int, optional
         Numba threads for build and re-insert (default: numba's current setting).
+    order : {"random", "ascending"}
+        Insertion order of a build (see :mod:`~slide_engine.lsh.tables`): a fresh seeded
+        shuffle per table and build, or ascending ids (full FIFO buckets then keep high ids).
     **family_options
         ``packing``, ``bin_size``, ``code_bits``, ``simhash_density``, ``minhash_topk`` (see
         :func:`~slide_engine.lsh.families.make_hash_functions`).
@@ -68,7 +78,7 @@ class LSHIndex:
     def __init__(self, n_neurons: int, dim: int, family: str = "dwta", k: int = 6,
                  l: int = 50, n_buckets: int = 2**18, capacity: int = 128,  # noqa: E741
                  replacement: str = "fifo", seed: int = 0, n_threads: int | None = None,
-                 **family_options: object) -> None:
+                 order: str = "random", **family_options: object) -> None:
         self.n_neurons, self.dim = int(n_neurons), int(dim)
         self.family, self.family_options = family, dict(family_options)
         self.k, self.l, self.n_threads = int(k), int(l), n_threads
@@ -77,12 +87,18 @@ class LSHIndex:
             family, self.dim, self.k, self.l, n_buckets, self.seed, **family_options)
         self.tables: TableArrays = allocate_tables(
             self.n_neurons, self.l, self.hash_functions.n_buckets, capacity, replacement,
-            make_states(self.seed + 1, self.l))
+            make_states(self.seed + 1, self.l), order=order)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the tables (the hash functions are small at d = 128)."""
         return tables_nbytes(self.tables)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of the neurons stored in at least one table (:func:`table_coverage`)."""
+        with numba_threads(self.n_threads):
+            return table_coverage(self.tables)
 
     def build(self, weights: np.ndarray) -> None:
         """Hash every row of ``weights`` (float32 (n, d), C-contiguous) and rebuild all tables."""
@@ -97,8 +113,9 @@ class LSHIndex:
 
         A row whose weights did not change since the last build keeps its buckets in
         ``tables.bucket_of``, so the tables come out as a full :meth:`build` would make them
-        (the fill order and FIFO/reservoir choices are the same; a bucket can differ only where
-        a projection sits at zero and the summation order decides its sign). At Amazon-670K
+        from the same table RNG states (the fill order and FIFO/reservoir choices are the same;
+        a bucket can differ only where a projection sits at zero and the summation order
+        decides its sign). At Amazon-670K
         shape with lazy Adam ~21 % of the neurons change between two rebuilds 50 batches apart,
         so the hashing, 90 % of a rebuild, shrinks ~5x.
 
@@ -130,8 +147,12 @@ class LSHIndex:
         return rows
 
     def redraw(self, weights: np.ndarray, seed: int) -> None:
-        """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d)."""
+        """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d).
+
+        The tables' RNG streams (insertion order, reservoir) restart from ``seed`` too, so the
+        result equals a fresh index built with that seed."""
         self.seed = int(seed)
+        self.tables.rng[:] = make_states(self.seed + 1, self.l)
         self.hash_functions = make_hash_functions(
             self.family, self.dim, self.k, self.l, self.hash_functions.n_buckets, self.seed,
             **self.family_options)

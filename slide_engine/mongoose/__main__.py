@@ -8,7 +8,7 @@ Examples (the runs reported for issue 7; ``OPENBLAS_NUM_THREADS=1`` on a shared 
         --set run.epochs=200 --set run.eval_every=1000 --set output.hash.k=4 \
         --set output.hash.l=10 --set output.hash.min_active=16 --set mongoose.threshold=0.05
     # the same fixed schedule without hash redraws: --methods slide
-    #     --set output.hash.redraw_every=0
+    #     --set output.hash.redraw_every_samples=0
 
     # a 30,000-point training subset of the amazon670k-like synthetic preset (all 670,091 labels)
     python -m slide_engine.mongoose compare --synthetic amazon670k-like \

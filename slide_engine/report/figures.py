@@ -168,11 +168,21 @@ def convergence_figure(
     return fig
 
 
-SAMPLING_PANELS = (
-    ("query_cos", "hash queries: mean pairwise cosine\nwithin a batch (1 = all alike)"),
-    ("active_mean", "active output neurons per sample"),
-    ("distinct_rows", "distinct output neurons per batch"),
+#: the panels of the sampling figure: the curve columns drawn in each (solid, dashed, dotted)
+#: and the panel's title
+SAMPLING_PANELS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("query_cos",), "hash queries: mean pairwise cosine\nwithin a batch (1 = all alike)"),
+    (("active_mean",), "active output neurons per sample"),
+    (("distinct_rows",), "distinct output neurons per batch"),
+    (("recall_top10", "recall_top1"),
+     "hardest negatives in the active set: top-10 (solid),\ntop-1 (dashed); uniform A/L dotted"),
+    (("share_tables", "share_topup", "share_labels"),
+     "active set from: tables (solid),\nrandom top-up (dashed), labels (dotted)"),
+    (("table_coverage",), "output neurons stored in\nat least one table"),
 )
+_PANEL_STYLES = ("-", "--", ":")
+#: the recall a uniform random active set of A of the L output neurons would have (about A / L)
+UNIFORM_RECALL = "active_fraction"
 
 
 def sampling_figure(
@@ -180,13 +190,18 @@ def sampling_figure(
 ) -> Figure:
     """What the output layer's hashing selected, against iterations, one line per SLIDE run.
 
-    Three panels from the engine's curve columns (each value is the mean over the batches since
-    the previous evaluation): ``query_cos``, the mean pairwise cosine of the hash queries (the
-    last hidden layer's activations) within a batch; ``active_mean``, active output neurons per
-    sample; ``distinct_rows``, distinct output neurons per batch. A batch whose queries are all
-    alike probes the same buckets for every sample: its samples share one active set, few
-    distinct rows, and the labels outside those capped buckets get no negative gradient.
-    Methods without these columns (the TensorFlow baselines) are not drawn.
+    Six panels from the engine's curve columns: ``query_cos``, the mean pairwise cosine of the
+    hash queries (the last hidden layer's activations) within a batch; ``active_mean``, active
+    output neurons per sample; ``distinct_rows``, distinct output neurons per batch (these three
+    are means over the batches since the previous evaluation); ``recall_top10`` and
+    ``recall_top1``, the share of each evaluation point's hardest negatives (its top non-label
+    neurons by exact logit) in the active set the engine would pick for it, drawn against
+    ``active_fraction`` (A / L: what uniform sampling of the same size would find);
+    ``share_tables``, ``share_topup``, ``share_labels``, where the active entries came from;
+    ``table_coverage``, the share of output neurons stored in at least one table. A batch whose
+    queries are all alike probes the same buckets for every sample: its samples share one
+    active set, few distinct rows, and the labels outside those capped buckets get no negative
+    gradient. Methods without these columns (the TensorFlow baselines) are not drawn.
 
     Parameters
     ----------
@@ -197,8 +212,8 @@ def sampling_figure(
     dataset : str
         Title.
     """
-    fig = Figure(figsize=(11.0, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(SAMPLING_PANELS))
+    fig = Figure(figsize=(11.0, 7.2), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
     rows = curves[(curves["eval_set"] == "subset") & (curves["iteration"] > 0)]
     rows = headline_runs(rows[rows["query_cos"].notna()]) if "query_cos" in rows else rows[:0]
     devices = list(rows["device"].unique())
@@ -207,10 +222,15 @@ def sampling_figure(
         for seed, run in runs.groupby("seed"):
             label = (f"{series_label(method, device, devices)}, "
                      f"{int(run['threads'].iloc[0])} thr, seed {seed}")
-            for ax, (column, _) in zip(axes, SAMPLING_PANELS, strict=True):
-                if column in run:
-                    ax.plot(run["iteration"], run[column], color=style.color,
-                            marker=style.marker, markersize=4, label=label)
+            for ax, (columns, _) in zip(axes, SAMPLING_PANELS, strict=True):
+                for column, linestyle in zip(columns, _PANEL_STYLES, strict=False):
+                    if column in run and run[column].notna().any():
+                        ax.plot(run["iteration"], run[column], color=style.color,
+                                marker=style.marker, markersize=4, linestyle=linestyle,
+                                label=label if column == columns[0] else None)
+                if columns[0] == "recall_top10" and UNIFORM_RECALL in run:
+                    ax.plot(run["iteration"], run[UNIFORM_RECALL], color=style.color,
+                            linestyle=":", alpha=0.7)
     for ax, (_, title) in zip(axes, SAMPLING_PANELS, strict=True):
         ax.set_xlabel(X_LABELS["iteration"])
         ax.set_title(title, fontsize=9)
@@ -218,6 +238,8 @@ def sampling_figure(
         if rows.empty:
             _empty(ax, "no sampled run")
     axes[0].set_ylim(top=1.02)
+    for ax in axes[3:]:
+        ax.set_ylim(-0.02, 1.02)
     if not rows.empty:
         axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{dataset}: what the output layer's hashing selected (SLIDE runs)",
