@@ -1,5 +1,6 @@
-"""``python -m baselines train|bench``: train a TensorFlow baseline in the suite's harness, or
-time the phases of its training step (``bench`` prints one JSON line, see ``baselines.profile``).
+"""``python -m baselines train|bench|doctor``: train a TensorFlow baseline in the suite's harness,
+time the phases of its training step (``bench`` prints one JSON line, see ``baselines.profile``),
+or check that this machine runs the baselines on its GPU (``doctor``, see ``baselines.doctor``).
 
 Example::
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 
 from baselines.config import BaselineConfig
@@ -75,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one method setting (e.g. adam=lazy); repeatable",
     )
     bench.add_argument("--debug", action="store_true", help="show tracebacks")
+    doctor = commands.add_parser(
+        "doctor",
+        help="TensorFlow build, CUDA libraries, driver and devices; train a few steps on the GPU "
+        "with their placement and losses checked",
+    )
+    doctor.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="auto: check the GPU if one is visible; gpu: a GPU must be visible (else exit 3); "
+        "cpu: run the same checks on the CPU device",
+    )
+    doctor.add_argument("--steps", type=int, default=5, help="training steps per model")
+    doctor.add_argument("--seed", type=int, default=0, help="seed of data, weights and sampler")
+    doctor.add_argument(
+        "--log-placement", action="store_true", help="print every executed op and its device"
+    )
+    doctor.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -89,6 +109,18 @@ def _method_config(args: argparse.Namespace, tree: dict) -> BaselineConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors are raised as SuiteError)."""
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        if args.steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        # TensorFlow's start-up chatter (printed before its log level applies) would bury the
+        # report and the one-line answer to --device gpu: it is kept aside, shown with --debug
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from baselines.stderr import held_stderr
+
+        with held_stderr(show=args.debug):
+            from baselines.doctor import run as doctor
+
+        return doctor(args.device, args.steps, args.seed, args.log_placement, debug=args.debug)
     tree = load_config(args.config, args.sets)
     settings = run_settings(args, tree) if args.command == "train" else None
     config = _method_config(args, tree)

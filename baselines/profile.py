@@ -1,11 +1,12 @@
 """Where a baseline's batch time goes: host preparation, forward, backward, Adam update.
 
 ``python -m baselines bench`` runs :func:`profile_batches` on a prepared model. Each batch is run
-four ways in turn on the same inputs -- host preparation (``batch_inputs``), the forward loss, the
-forward and gradient, and the full training step -- and the phases are taken as differences. All
-calls are synchronous (CPU eager execution; ``.numpy()`` on the loss), so each stamp closes its
-work. Process CPU time of the step is reported too: on a shared machine it is a better view of
-the work than wall time, which grows when other jobs take the cores.
+four ways in turn on the same inputs -- host preparation and transfer (``batch_inputs``), the
+forward loss, the forward and gradient, and the full training step -- and the phases are taken as
+differences. Each stamp is taken after :func:`baselines.timing.finish` (every device idle), so on a
+GPU a phase's stamp closes its kernels, not just their launch. Process CPU time of the step is
+reported too: on a shared machine it is a better view of the work than wall time, which grows
+when other jobs take the cores.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from baselines.timing import finish
 from baselines.trainable import TFSoftmaxTrainable
 
 __all__ = ["profile_batches"]
@@ -52,11 +54,13 @@ def profile_batches(model: TFSoftmaxTrainable, batches: Sequence[np.ndarray]) ->
     cpu: dict[str, list[float]] = {k: [] for k in ("host", "fwd", "grad", "step")}
     for i, rows in enumerate(batches):
         stamps = [(time.perf_counter(), time.process_time())]
-        inputs = model.batch_inputs(rows)
-        stamps.append((time.perf_counter(), time.process_time()))
-        forward(*inputs).numpy()
-        stamps.append((time.perf_counter(), time.process_time()))
-        backward(*inputs)[0].numpy()
+        with tf.device(model.tf_device):
+            inputs = model.batch_inputs(rows)
+            tf.test.experimental.sync_devices()
+            stamps.append((time.perf_counter(), time.process_time()))
+            finish(forward(*inputs))
+            stamps.append((time.perf_counter(), time.process_time()))
+            finish(backward(*inputs)[0])
         stamps.append((time.perf_counter(), time.process_time()))
         model.train_batch(rows)
         stamps.append((time.perf_counter(), time.process_time()))

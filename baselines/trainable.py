@@ -3,8 +3,10 @@
 The harness owns the loop, the batch order, the clock (around ``train_batch`` only), evaluation
 and checkpoints; this class owns the TensorFlow state. The train step is one ``tf.function`` with
 an input signature (traced once, in ``warmup``); ``train_batch`` converts the batch's CSR rows to
-flat arrays with vectorised NumPy (tens of microseconds; ``stats`` reports ``t_host`` against
-``t_step`` so anyone can check that the host side is negligible) and runs the step.
+flat arrays with vectorised NumPy (tens of microseconds: ``t_host``), then copies them to the
+device, runs the step and waits until the device has finished it (``t_step``;
+:func:`baselines.timing.finish`), so on a GPU the harness's clock covers the host-to-device
+transfer and every kernel of the step, not just their launch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from baselines.device import build_info, resolve_device
 from baselines.losses import full_softmax_loss, sampled_softmax_loss
 from baselines.network import Network
 from baselines.samplers import log_expected_counts, sample_candidates, sampler_log_probs
+from baselines.timing import finish
 
 __all__ = ["TFSoftmaxTrainable"]
 
@@ -88,6 +91,11 @@ class TFSoftmaxTrainable:
         self._t_host = 0.0
         self._t_step = 0.0
 
+    @property
+    def tf_device(self) -> str:
+        """The TensorFlow device string the ops are pinned to ("/CPU:0" or "/GPU:0")."""
+        return self._tf_device
+
     # -- set-up (untimed) --------------------------------------------------------------------
 
     def prepare(self, train) -> None:
@@ -140,36 +148,50 @@ class TFSoftmaxTrainable:
     # -- the timed step ----------------------------------------------------------------------
 
     def train_batch(self, rows: np.ndarray) -> float:
-        """One Adam step on the training points ``rows``; returns the batch's mean loss."""
+        """One Adam step on the training points ``rows``; returns the batch's mean loss.
+
+        Returns only when the device has finished the step (the harness's clock around this
+        call is honest on a GPU too): host-side arrays (``t_host``), then the copies to the
+        device, the step and the wait for the device (``t_step``).
+        """
         start = time.perf_counter()
-        inputs = self.batch_inputs(rows)
+        arrays = self.host_arrays(rows)
         ready = time.perf_counter()
         with tf.device(self._tf_device):
-            loss = float(self.step(*inputs))  # float() waits for the step to finish
+            loss = finish(self.step(*self.to_device(arrays)))
         self._t_host += ready - start
         self._t_step += time.perf_counter() - ready
         return loss
 
-    def batch_inputs(self, rows: np.ndarray) -> list[tf.Tensor]:
-        """The step's input tensors for training points ``rows`` (host-side work, timed).
+    def host_arrays(self, rows: np.ndarray) -> list[np.ndarray]:
+        """The step's inputs for training points ``rows`` as NumPy arrays (host work, timed).
 
         Returns
         -------
-        list of tf.Tensor
+        list of ndarray
             Matching ``input_signature``: feature ids, values, rows, then labels and counts, or
             (``label_feeding=dense-float64``) the dense float64 target, built here as the
             published script did.
         """
         batch = make_batch(self._train, rows)
+        arrays = [batch.feat_ids, batch.feat_vals, batch.feat_rows]
+        if self.config.label_feeding == "dense-float64":
+            return [*arrays, dense_label_matrix(batch, self._n_labels)]
+        return [*arrays, batch.labels, batch.counts]
+
+    def to_device(self, arrays: list[np.ndarray]) -> list[tf.Tensor]:
+        """Tensors of ``arrays`` on the model's device (the host-to-device copy of a GPU run).
+
+        TensorFlow keeps int32 tensors made eagerly in host memory and copies them when a GPU
+        kernel needs them, inside the step; float tensors are copied here. Both happen inside
+        ``train_batch``'s timed region.
+        """
         with tf.device(self._tf_device):
-            inputs = [
-                tf.constant(batch.feat_ids),
-                tf.constant(batch.feat_vals),
-                tf.constant(batch.feat_rows),
-            ]
-            if self.config.label_feeding == "dense-float64":
-                return [*inputs, tf.constant(dense_label_matrix(batch, self._n_labels))]
-            return [*inputs, tf.constant(batch.labels), tf.constant(batch.counts)]
+            return [tf.constant(a) for a in arrays]
+
+    def batch_inputs(self, rows: np.ndarray) -> list[tf.Tensor]:
+        """:meth:`host_arrays` then :meth:`to_device`: the step's input tensors for ``rows``."""
+        return self.to_device(self.host_arrays(rows))
 
     def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
