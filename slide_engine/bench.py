@@ -8,6 +8,9 @@ Example (the issue-6 measurement, about 15 minutes on 2 cores)::
 
     python -m slide_engine.bench --preset tiny --batches 5 --out /tmp/bench.csv   # CI smoke
 
+    python -m slide_engine.bench --preset amazon670k-like --train-points 20000 \
+        --threads 8 --device gpu --methods slide,tf-full,tf-sampled --out bench-gpu.csv
+
 What is measured, and how:
 
 - The data are generated once by the parent (:func:`slide_engine.data.generate` on the preset,
@@ -52,6 +55,12 @@ What is measured, and how:
   traffic per batch is shown against the latter, and ``machine_row_speedup`` (its rate at the
   most threads over 1 thread) is what a memory-bound kernel can gain from the extra threads
   here (it moves between ~1.5 and ~2.0 from run to run on the shared host).
+- ``--device gpu`` runs the TensorFlow methods on the GPU (SLIDE always runs on the CPU's
+  threads: the paper's comparison); without a visible GPU the bench stops before generating data
+  with exit status 3 and the reason (``baselines.device``). TF's ``train_batch`` waits for the
+  device before it returns (``baselines.timing.finish``), so a GPU batch's time includes the
+  host-to-device copies and every kernel of the step. Rows carry ``device`` and, for GPU rows,
+  the GPU's model, driver, memory and TensorFlow's CUDA build.
 - Optionally (``--accuracy-seconds S``) every method also trains for ``S`` training seconds in
   the shared harness at the highest thread count, evaluated every ``--eval-every`` batches; the
   parent then reports each method's time to reach 95 % of TF full softmax's final P@1.
@@ -124,6 +133,7 @@ GOALS: dict[str, tuple[float, str, str]] = {
 CSV_COLUMNS: tuple[str, ...] = (
     "method",
     "threads",
+    "device",
     "status",
     "preset",
     "n_train",
@@ -178,6 +188,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tensorflow",
     "git_sha",
     "platform",
+    "gpu_name",
+    "gpu_driver_version",
+    "gpu_memory_total_mib",
+    "tf_cuda_version",
 )
 
 _THREAD_ENV = (
@@ -254,7 +268,8 @@ def _pcts(ms: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------- worker
 
 
-def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any]) -> tuple[Any, dict]:
+def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any],
+                device: str = "cpu") -> tuple[Any, dict]:
     from slide_engine.cli import from_dict, to_dict
 
     if method.startswith("slide"):
@@ -269,7 +284,8 @@ def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any]) -> t
     from baselines.trainable import TFSoftmaxTrainable
 
     configure_threads(threads)
-    config = from_dict(BaselineConfig, _tree({**_TF_PRESET_SETS[method], **sets}))
+    config = from_dict(BaselineConfig,
+                       _tree({**_TF_PRESET_SETS[method], "device": device, **sets}))
     return TFSoftmaxTrainable(config, seed), to_dict(config)
 
 
@@ -328,9 +344,16 @@ def _worker(args: argparse.Namespace) -> int:
     sets = _parse_sets(args.tf_sets if method.startswith("tf") else args.sets)
     train = load_npz(Path(args.data_dir) / "train.npz")
     base_rss = _rss_mb()
-    model, _ = _make_model(method, threads, args.seed, sets)
-    result: dict[str, Any] = {"method": method, "threads": threads, "settings": sets,
-                              "phase_clock": args.phase_clock}
+    device = _method_device(method, args.device)
+    model, _ = _make_model(method, threads, args.seed, sets, device)
+    result: dict[str, Any] = {"method": method, "threads": threads, "device": device,
+                              "settings": sets, "phase_clock": args.phase_clock}
+    if device == "gpu":
+        prov = model.provenance()
+        result.update({key: prov.get(src) for key, src in (
+            ("gpu_name", "gpu_name"), ("gpu_driver_version", "gpu_driver_version"),
+            ("gpu_memory_total_mib", "gpu_memory_total_mib"),
+            ("tf_cuda_version", "tf_build_cuda_version"))})
 
     result.update(_provenance())  # at the start: the code this worker really ran
     c0, t0 = time.process_time(), time.perf_counter()
@@ -411,7 +434,8 @@ def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dic
     from slide_engine.harness import RunSettings, run
 
     test = load_npz(Path(args.data_dir) / "test.npz")
-    model, config = _make_model(method, threads, args.seed, sets)
+    model, config = _make_model(method, threads, args.seed, sets,
+                                _method_device(method, args.device))
     settings = RunSettings(
         batch_size=args.batch_size, epochs=10**6, time_budget_s=args.accuracy_seconds,
         eval_every=args.eval_every, eval_points=min(2560, test.n_points), final_eval_points=0,
@@ -423,6 +447,11 @@ def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dic
              if r.get("eval_set") == "subset"]
     final = [float(r["p_at_1"]) for r in res.curve if r.get("eval_set") == "full"]
     return {"curve": curve, "final_p_at_1": final[-1] if final else math.nan}
+
+
+def _method_device(method: str, device: str) -> str:
+    """The device a method runs on: TensorFlow methods on ``device``, SLIDE on the CPU."""
+    return device if method.startswith("tf") else "cpu"
 
 
 # ---------------------------------------------------------------------------------- parent
@@ -437,6 +466,7 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
            "--batch-size", str(args.batch_size), "--seed", str(args.seed),
            "--preset", args.preset, "--eval-every", str(args.eval_every),
            "--phase-clock", args.phase_clock, "--trained-steps", str(args.trained_steps),
+           "--device", args.device,
            "--accuracy-seconds", str(args.accuracy_seconds if threads == max(args.threads) else 0)]
     for item in args.sets:
         cmd += ["--set", item]
@@ -455,9 +485,10 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
         print(f"  {method} t={threads}: FAILED (exit {proc.returncode})\n    "
               + "\n    ".join(tail), file=sys.stderr)
-        return {"method": method, "threads": threads, "status": f"failed:{proc.returncode}"}
+        return {"method": method, "threads": threads, "device": _method_device(method, args.device),
+                "status": f"failed:{proc.returncode}"}
     out = json.loads(result.read_text())
-    print(f"  {method:11s} t={threads}: {out['ms_per_batch_median']:9.1f} ms/batch median "
+    print(f"  {_label(out):11s} t={threads}: {out['ms_per_batch_median']:9.1f} ms/batch median "
           f"[p10 {out['ms_per_batch_p10']:.1f}, p90 {out['ms_per_batch_p90']:.1f}], "
           f"cpu {out['cpu_ms_per_batch_median']:.1f} ms, peak {out['peak_rss_mb']:.0f} MB, "
           f"start-up {out['startup_seconds']:.1f} s  ({elapsed:.0f} s wall)", flush=True)
@@ -557,15 +588,20 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
 
 
+def _label(row: dict[str, Any]) -> str:
+    """Method name as printed: ``tf-full@gpu`` for a GPU row."""
+    return row["method"] + ("@gpu" if row.get("device") == "gpu" else "")
+
+
 def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]],
                   bandwidth: float, row_rates: dict[int, float]) -> None:
     print("\nmethod       thr  ms/batch med [p10, p90]        cpu ms  amortised  peak MB  "
           "start-up s (cpu s)  cpu share")
     for r in rows:
         if r.get("status") != "ok":
-            print(f"{r['method']:12s} {r['threads']:>3}  {r.get('status')}")
+            print(f"{_label(r):12s} {r['threads']:>3}  {r.get('status')}")
             continue
-        print(f"{r['method']:12s} {r['threads']:>3}  {r['ms_per_batch_median']:9.1f} "
+        print(f"{_label(r):12s} {r['threads']:>3}  {r['ms_per_batch_median']:9.1f} "
               f"[{r['ms_per_batch_p10']:8.1f}, {r['ms_per_batch_p90']:8.1f}]  "
               f"{r['cpu_ms_per_batch_median']:8.1f}  {r['ms_per_batch_amortised']:9.1f}  "
               f"{r['peak_rss_mb']:7.0f}  {r['startup_seconds']:8.1f} "
@@ -590,7 +626,7 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
     if tf_rows:
         print("\nTensorFlow split, ms per timed batch: host-side batch preparation vs step")
         for r in tf_rows:
-            print(f"{r['method']:12s} {r['threads']:>3}  host {r['t_host_ms']:7.2f}  "
+            print(f"{_label(r):12s} {r['threads']:>3}  host {r['t_host_ms']:7.2f}  "
                   f"step {r['t_step_ms']:9.1f}")
     print(f"\nmemory: streaming copy {bandwidth:.1f} GB/s (read+write); random-row Adam step "
           + ", ".join(f"{rate:.1f} GB/s at {t} thread(s)" for t, rate in row_rates.items())
@@ -650,6 +686,11 @@ def _parent(args: argparse.Namespace) -> int:
     if args.test_points:
         overrides["n_test"] = str(args.test_points)
     spec = resolve_spec(args.preset, overrides)
+    if args.device == "gpu" and any(m.startswith("tf") for m in methods):
+        # before any data or timing: a GPU bench without a GPU stops here with exit 3 and why
+        from baselines.device import resolve_device
+
+        resolve_device("gpu")
     print(f"bench: preset {args.preset}: {spec.n_train} train / {spec.n_test} test points, "
           f"D={spec.n_features}, L={spec.n_labels}; methods {methods}, threads {args.threads}",
           flush=True)
@@ -740,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "time to 95%% of TF full's final P@1 (0 = skip)")
     p.add_argument("--eval-every", type=int, default=50,
                    help="batches between evaluations in the accuracy run")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="device of the TensorFlow methods (SLIDE runs on the CPU); gpu without "
+                   "a visible GPU exits 3")
     p.add_argument("--phase-clock", choices=("wall", "cpu"), default="wall",
                    help="clock of SLIDE's phase profile: wall (the engine's own) or process CPU "
                    "time (steadier when other processes share the cores)")

@@ -33,6 +33,15 @@ _POSITIVE = (
 )
 
 
+def _gpu_visible() -> bool:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf; "
+         "print(len(tf.config.list_physical_devices('GPU')))"],
+        capture_output=True, text=True, check=False,
+    )
+    return proc.stdout.strip() not in ("", "0")
+
+
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "slide_engine.bench", "--preset", "tiny", *extra,
@@ -68,6 +77,7 @@ def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
         assert float(row["ms_per_batch_p10"]) <= float(row["ms_per_batch_median"])
         assert float(row["ms_per_batch_median"]) <= float(row["ms_per_batch_p90"])
         assert row["git_sha"] and row["cpu_model"] and row["numba"]
+        assert row["device"] == "cpu" and row["gpu_name"] == ""
     slide = [r for r in rows if r["method"] == "slide"]
     for row in slide:  # the engine's phase profile is present
         for col in ("t_hash_ms", "t_forward_ms", "t_backward_ms", "t_update_ms",
@@ -90,6 +100,16 @@ def test_quick_mode_prints_goal_table(quick) -> None:
     assert set(goals) == set(bench.GOALS)
     assert goals["slide_startup_s"]["verdict"] in ("PASS", "FAIL")
     assert goals["tta_vs_tf_full"]["verdict"] == "n/a"  # no accuracy run requested
+
+
+@pytest.mark.skipif(_gpu_visible(), reason="a GPU is visible")
+def test_gpu_bench_without_gpu_exits_3_before_measuring(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--device", "gpu", "--methods", "slide,tf-full", "--threads", "1")
+    assert proc.returncode == 3
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert err and err[0].startswith("error: --device gpu requested but TensorFlow sees no GPU")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "bench.csv").exists()  # nothing measured under a GPU label
 
 
 def test_unknown_method_is_a_clean_error(tmp_path: Path) -> None:
