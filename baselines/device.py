@@ -287,13 +287,26 @@ def _pci_key(bus_id: str) -> tuple[int, ...] | None:
 
 
 def _tf_gpu_description(index: int) -> str:
-    """TensorFlow's description of its GPU ``index`` ("device: 0, name: ..., pci bus id: ...")."""
-    from tensorflow.python.client import device_lib
+    """TensorFlow's description of its GPU ``index`` ("device: 0, name: ..., pci bus id: ...").
 
-    for dev in device_lib.list_local_devices():
-        if dev.device_type == "GPU" and dev.name.endswith(f":{index}"):
-            return dev.physical_device_desc
-    return ""
+    Provenance must never stop a run: if TensorFlow cannot describe the device, the name and
+    compute capability come from ``get_device_details`` (no bus id: then ``nvidia-smi`` is only
+    trusted when it lists a single GPU).
+    """
+    try:
+        from tensorflow.python.client import device_lib
+
+        for dev in device_lib.list_local_devices():
+            if dev.device_type == "GPU" and dev.name.endswith(f":{index}"):
+                return dev.physical_device_desc
+    except Exception:  # a private API: fall back to the public one below
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    if index >= len(gpus):
+        return ""
+    details = tf.config.experimental.get_device_details(gpus[index])
+    capability = ".".join(str(v) for v in details.get("compute_capability", ()))
+    return f"name: {details.get('device_name', '')}, compute capability: {capability}"
 
 
 def gpu_provenance(index: int = 0, smi_output: str | None = None,
