@@ -18,8 +18,6 @@ import glob
 import importlib.util
 import os
 import re
-import shutil
-import subprocess
 import sys
 from importlib import metadata
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import tensorflow as tf
 
 from slide_engine.errors import ConfigError, GPUUnavailableError
+from slide_engine.runlog import gpu_inventory, parse_nvidia_smi
 
 __all__ = [
     "CUDA_LIBRARIES",
@@ -36,7 +35,6 @@ __all__ = [
     "gpu_facts",
     "gpu_provenance",
     "gpu_unavailable_reason",
-    "parse_nvidia_smi",
     "resolve_device",
     "tf_distributions",
 ]
@@ -253,30 +251,6 @@ def _major(version: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def parse_nvidia_smi(text: str) -> list[dict[str, str]]:
-    """Rows of ``nvidia-smi --query-gpu=pci.bus_id,name,driver_version,memory.total,uuid
-    --format=csv,noheader,nounits``.
-
-    Parameters
-    ----------
-    text : str
-        Its standard output.
-
-    Returns
-    -------
-    list of dict
-        One dict per GPU with keys ``pci_bus_id``, ``name``, ``driver_version``,
-        ``memory_total_mib``, ``uuid``.
-    """
-    keys = ("pci_bus_id", "name", "driver_version", "memory_total_mib", "uuid")
-    rows = []
-    for line in text.strip().splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) == len(keys):
-            rows.append(dict(zip(keys, fields, strict=True)))
-    return rows
-
-
 def _pci_key(bus_id: str) -> tuple[int, ...] | None:
     """``0000:00:1e.0`` (TensorFlow) and ``00000000:00:1E.0`` (nvidia-smi) as one key."""
     match = re.fullmatch(r"(?:([0-9a-fA-F]+):)?([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F]+)",
@@ -318,7 +292,8 @@ def gpu_provenance(index: int = 0, smi_output: str | None = None,
     index : int
         TensorFlow's GPU index (``/GPU:index``).
     smi_output : str, optional
-        ``nvidia-smi`` output to use instead of running it (see :func:`parse_nvidia_smi`).
+        ``nvidia-smi`` output to use instead of running it
+        (:func:`slide_engine.runlog.parse_nvidia_smi`).
     description : str, optional
         TensorFlow's physical device description to use instead of asking TensorFlow.
 
@@ -338,16 +313,7 @@ def gpu_provenance(index: int = 0, smi_output: str | None = None,
         match = re.search(pattern, desc)
         if match:
             out[key] = match.group(1).strip()
-    if smi_output is None and shutil.which("nvidia-smi"):
-        try:
-            smi_output = subprocess.run(
-                ["nvidia-smi", "--query-gpu=pci.bus_id,name,driver_version,memory.total,uuid",
-                 "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=30, check=True,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            smi_output = None
-    rows = parse_nvidia_smi(smi_output or "")
+    rows = gpu_inventory() if smi_output is None else parse_nvidia_smi(smi_output)
     want = _pci_key(out.get("gpu_pci_bus_id", ""))
     match_rows = [r for r in rows if want is not None and _pci_key(r["pci_bus_id"]) == want]
     if not match_rows and len(rows) == 1:

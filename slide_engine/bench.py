@@ -60,7 +60,8 @@ What is measured, and how:
   with exit status 3 and the reason (``baselines.device``). TF's ``train_batch`` waits for the
   device before it returns (``baselines.timing.finish``), so a GPU batch's time includes the
   host-to-device copies and every kernel of the step. Rows carry ``device`` and, for GPU rows,
-  the GPU's model, driver, memory and TensorFlow's CUDA build.
+  the GPU's model, driver, memory, TensorFlow's peak GPU memory (``gpu_peak_mb``; the RSS
+  columns are host memory) and TensorFlow's CUDA build.
 - Optionally (``--accuracy-seconds S``) every method also trains for ``S`` training seconds in
   the shared harness at the highest thread count, evaluated every ``--eval-every`` batches; the
   parent then reports each method's time to reach 95 % of TF full softmax's final P@1.
@@ -191,6 +192,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "gpu_name",
     "gpu_driver_version",
     "gpu_memory_total_mib",
+    "gpu_peak_mb",
     "tf_cuda_version",
 )
 
@@ -416,6 +418,11 @@ def _worker(args: argparse.Namespace) -> int:
         result["t_step_ms"] = 1e3 * stats.get("t_step", math.nan) / len(wall)
         result["ms_per_batch_amortised"] = result["ms_per_batch_median"]
     result["peak_rss_mb"] = _rss_mb()
+    if device == "gpu":
+        import tensorflow as tf
+
+        # what TensorFlow's allocator held at most on the GPU (weights, Adam slots, activations)
+        result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     result["base_rss_mb"] = base_rss
     result["model_rss_mb"] = result["peak_rss_mb"] - base_rss
     result.setdefault("status", "ok")

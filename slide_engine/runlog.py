@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,8 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "config_hash",
+    "gpu_inventory",
+    "parse_nvidia_smi",
     "provenance",
     "read_sidecar",
     "write_sidecar",
@@ -207,6 +210,56 @@ def _git_sha() -> str:
         return "unknown"
 
 
+#: ``nvidia-smi --query-gpu`` fields of :func:`gpu_inventory`, in its column order.
+_SMI_FIELDS = ("pci.bus_id", "name", "driver_version", "memory.total", "uuid")
+_SMI_KEYS = ("pci_bus_id", "name", "driver_version", "memory_total_mib", "uuid")
+
+
+def parse_nvidia_smi(text: str) -> list[dict[str, str]]:
+    """Rows of ``nvidia-smi --query-gpu=pci.bus_id,name,driver_version,memory.total,uuid
+    --format=csv,noheader,nounits``.
+
+    Parameters
+    ----------
+    text : str
+        Its standard output.
+
+    Returns
+    -------
+    list of dict
+        One dict per GPU with keys ``pci_bus_id``, ``name``, ``driver_version``,
+        ``memory_total_mib``, ``uuid``.
+    """
+    rows = []
+    for line in text.strip().splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == len(_SMI_KEYS):
+            rows.append(dict(zip(_SMI_KEYS, fields, strict=True)))
+    return rows
+
+
+def gpu_inventory() -> list[dict[str, str]]:
+    """The NVIDIA GPUs of this machine as ``nvidia-smi`` lists them (no TensorFlow involved).
+
+    Returns
+    -------
+    list of dict
+        :func:`parse_nvidia_smi` rows; empty without ``nvidia-smi`` or when it fails (no
+        driver). SLURM and container runtimes usually show a job only its own GPUs.
+    """
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={','.join(_SMI_FIELDS)}",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_nvidia_smi(out)
+
+
 def provenance(config: Mapping[str, Any], threads: int, device: str) -> dict[str, Any]:
     """Where and with what a run was made.
 
@@ -222,7 +275,9 @@ def provenance(config: Mapping[str, Any], threads: int, device: str) -> dict[str
     Returns
     -------
     dict
-        Versions, CPU model, core count, thread settings, git sha and config hash.
+        Versions, CPU model, core count, thread settings, the machine's NVIDIA GPUs
+        (:func:`gpu_inventory`: model, driver, memory; a TensorFlow GPU run adds which of them
+        it used), git sha and config hash.
     """
     versions = {}
     for name in _PACKAGES:
@@ -248,6 +303,7 @@ def provenance(config: Mapping[str, Any], threads: int, device: str) -> dict[str
         "threads": threads,
         "device": device,
         "thread_env": thread_env,
+        "gpus": gpu_inventory(),
         "versions": versions,
         "git_sha": _git_sha(),
         "config_hash": config_hash(config),

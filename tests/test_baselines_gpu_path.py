@@ -9,6 +9,7 @@ the pure functions get the facts a GPU machine would give. The doctor runs end t
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -19,12 +20,13 @@ import pytest
 import tensorflow as tf
 
 from baselines.config import BaselineConfig
-from baselines.device import gpu_provenance, gpu_unavailable_reason, parse_nvidia_smi
+from baselines.device import gpu_provenance, gpu_unavailable_reason
 from baselines.doctor import numpy_full_softmax_loss
 from baselines.placement import CATEGORIES, PlacedOp, capture, check, classify
 from baselines.timing import finish
 from baselines.trainable import TFSoftmaxTrainable
 from slide_engine.data import generate
+from slide_engine.runlog import gpu_inventory, parse_nvidia_smi, provenance
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -221,6 +223,14 @@ def test_nvidia_smi_rows_and_the_gpu_tensorflow_uses():
     assert prov["gpu_tf32"] in ("True", "False")
     # no bus id to match and two GPUs: no guess
     assert "gpu_memory_total_mib" not in gpu_provenance(0, smi_output=SMI, description="")
+
+
+def test_every_sidecar_lists_the_machines_gpus():
+    record = provenance({}, 1, "cpu")
+    if shutil.which("nvidia-smi") is None:
+        assert record["gpus"] == []  # no driver tools: an empty list, not an error
+    else:
+        assert record["gpus"] == gpu_inventory() and all("name" in g for g in record["gpus"])
 
 
 # -- the doctor, end to end ------------------------------------------------------------------
