@@ -7,6 +7,7 @@ to the metrics module's top-k of a NumPy dense forward.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -67,8 +68,13 @@ MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfi
 HOGWILD = SlideConfig(lr=1e-3, accumulate="hogwild", output=CONFIG.output)
 
 
-@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD],
-                         ids=["reference", "mongoose", "hogwild"])
+# the top-up as a run of one permutation shared by the batch (its offset travels with the state)
+SHARED = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=dataclasses.replace(
+    HASH, topup="shared")))
+
+
+@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD, SHARED],
+                         ids=["reference", "mongoose", "hogwild", "shared-topup"])
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
     net, _ = trained(train, 6, config)

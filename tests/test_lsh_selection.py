@@ -10,6 +10,7 @@ from slide_engine.lsh import (
     out_capacity,
     query_dense,
     select_active,
+    start_shared_topup,
 )
 
 N, D = 2000, 32
@@ -53,6 +54,53 @@ def test_union_is_labels_plus_probed_union_topped_up(setup):
         _check_distinct_labels_first(active)
         assert active.size == max(1000, union.size)
         np.testing.assert_array_equal(active[: no_topup.size], no_topup)
+
+
+def _topups(index, queries, topup, batches=3):
+    # per batch: each sample's top-up (its active set after labels and table neurons)
+    scratch = index.make_scratch(1, seed=7)
+    out = []
+    for _ in range(batches):
+        start_shared_topup(scratch, 11)
+        batch = []
+        for x in queries:
+            no_topup = index.query(x, LABELS, make_policy("union", min_active=0))
+            active = index.query(x, LABELS, make_policy("union", min_active=600, topup=topup),
+                                 scratch=scratch)
+            _check_distinct_labels_first(active)
+            assert active.size == max(600, no_topup.size)
+            np.testing.assert_array_equal(active[: no_topup.size], no_topup)
+            batch.append(active[no_topup.size:])
+        out.append(batch)
+    return out, scratch
+
+
+def test_shared_topup_is_a_run_of_one_permutation_shared_by_the_batch(setup):
+    index, _, queries = setup
+    shared, scratch = _topups(index, queries, "shared")
+    perm = scratch.perm
+    assert np.array_equal(np.sort(perm), np.arange(N))
+    where = np.empty(N, dtype=np.int64)
+    where[perm] = np.arange(N)
+    for batch in shared:
+        # every sample's top-up follows the permutation from the batch's offset (cyclically)
+        offsets = {int(where[run[0]]) for run in batch if run.size}
+        assert len(offsets) <= 2  # a sample holding the offset's neuron already starts one later
+        for run in batch:
+            steps = np.diff(where[run]) % N
+            assert (steps >= 1).all()
+        # the batch shares its top-up: the union is little more than the largest top-up
+        union = np.unique(np.concatenate(batch))
+        assert union.size < 1.3 * max(r.size for r in batch)
+    # a new offset per batch
+    assert shared[0][0][0] != shared[1][0][0]
+    # per-sample draws are independent: their union is what independent uniform subsets of
+    # those sizes cover, N * (1 - prod(1 - s_i / N)), far more than the shared run's
+    per_sample, _ = _topups(index, queries, "per-sample", batches=1)
+    union = np.unique(np.concatenate(per_sample[0])).size
+    expected = N * (1 - np.prod([1 - r.size / N for r in per_sample[0]]))
+    assert union == pytest.approx(expected, rel=0.05)
+    assert union > 2 * np.unique(np.concatenate(shared[0])).size
 
 
 def test_threshold_matches_numpy_collision_counts(setup):

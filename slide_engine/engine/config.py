@@ -42,6 +42,11 @@ class HashConfig:
     #: union: top up to this many active neurons (the reference's ~1000); vanilla, topk-count,
     #: random, exact-topk: the active budget (labels included)
     min_active: int = 1000
+    #: union: how the shortfall to ``min_active`` is filled: "shared", a run of one fixed random
+    #: permutation of the neurons from an offset drawn per batch (the reference's way: the
+    #: samples of a batch share most of their top-up neurons, so a batch touches few distinct
+    #: rows), or "per-sample", uniform draws for each sample
+    topup: Literal["shared", "per-sample"] = "per-sample"
     #: training only: probe the last this many of the L tables with the query minus the batch's
     #: mean query, the others with the query itself (0: the paper's hashing). ReLU activations
     #: share a large common component (a collapsed hidden layer: every query in a batch nearly

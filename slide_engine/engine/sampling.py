@@ -39,7 +39,9 @@ from slide_engine.lsh import (
     query_dense,
     query_sparse,
     select_active,
+    start_shared_topup,
 )
+from slide_engine.lsh.selection import TOPUP_SHARED
 from slide_engine.mongoose import MongoosePolicy
 
 _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
@@ -209,7 +211,7 @@ class LayerSampler:
         self.layer_index = layer_index
         self.draws = 0
         budget = cfg.min_active if cfg.policy in _BUDGET_POLICIES else 0
-        self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget)
+        self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget, cfg.topup)
         self.schedule = (
             DecayingSchedule(cfg.decay_first_samples, cfg.decay_growth, cfg.redraw_every_samples)
             if cfg.schedule == "decay"
@@ -257,7 +259,7 @@ class LayerSampler:
             np.mean(prev[2][: rows.shape[0], : self.center.shape[0]], axis=0, out=self.center)
         fn = select_dense_parallel if parallel else select_dense_serial
         fn(self.index.hash_functions, self.index.tables, self.policy, weights,
-           self.scratch if scratch is None else scratch, *prev, prev_dense, self.xbuf,
+           self._batch_scratch(scratch), *prev, prev_dense, self.xbuf,
            self.center, n_center, self.cbuckets, rows, y_indptr, y_indices, with_labels, ids, cnt)
 
     def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
@@ -267,8 +269,15 @@ class LayerSampler:
         """Fill ``ids``/``cnt`` from sparse input rows ``x = (indptr, indices, values)``."""
         fn = select_sparse_parallel if parallel else select_sparse_serial
         fn(self.index.hash_functions, self.index.tables, self.policy, weights_t,
-           self.scratch if scratch is None else scratch, rows, *x, y_indptr, y_indices,
-           with_labels, ids, cnt)
+           self._batch_scratch(scratch), rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
+
+    def _batch_scratch(self, scratch: SelectScratch | None) -> SelectScratch:
+        # the scratch of one batch's selection (default: training's); a shared top-up draws
+        # the batch's offset into the fixed permutation here
+        scr = self.scratch if scratch is None else scratch
+        if self.policy.topup == TOPUP_SHARED:
+            start_shared_topup(scr, self._draw_seed(salt=3))
+        return scr
 
     # -------------------------------------------------------------- maintenance
 
@@ -367,6 +376,7 @@ class LayerSampler:
         tables = self.index.tables
         out = {prefix + "tables." + name: getattr(tables, name) for name in _TABLE}
         out[prefix + "select_rng"] = self.scratch.rng
+        out[prefix + "topup_at"] = self.scratch.perm_at
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
         out[prefix + "built_row_step"] = self.built_row_step
         if self.mongoose is not None:
@@ -394,6 +404,8 @@ class LayerSampler:
         rng = np.asarray(state[prefix + "select_rng"])
         n = min(rng.shape[0], self.scratch.rng.shape[0])  # a resume may use other thread counts
         self.scratch.rng[:n] = rng[:n]
+        if prefix + "topup_at" in state:
+            self.scratch.perm_at[:] = np.asarray(state[prefix + "topup_at"])
         # absent from checkpoints written before incremental rebuilds: rebuild all next time
         self.built_row_step = np.array(
             state.get(prefix + "built_row_step", np.zeros(0)), dtype=np.int64

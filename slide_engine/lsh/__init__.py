@@ -26,8 +26,10 @@ buckets per table, T threads)::
     table_coverage(tables) -> fraction of the n neurons stored in at least one table
 
     policy = make_policy("union"|"threshold"|"vanilla"|"topk-count"|"random"|"exact-topk",
-                         min_active=1000, threshold=2, budget=1000)
+                         min_active=1000, threshold=2, budget=1000,
+                         topup="per-sample"|"shared")
     scr = make_scratch(hf, tables, n_threads, seed)       # SelectScratch, one row per thread
+    start_shared_topup(scr, seed)     # once per batch: the shared top-up's offset
     out = np.empty(out_capacity(policy, tables, max_labels), np.int32)   # one per thread
     n_active = query_dense(hf, tables, policy, x (d,) f32, labels (m,) i32,
                            weights (n, d) f32, scr, tid, out)                          [njit]
@@ -70,6 +72,7 @@ from .index import LSHIndex, numba_threads
 from .schedule import DecayingSchedule, ReferenceSchedule
 from .selection import (
     POLICIES,
+    TOPUPS,
     SelectPolicy,
     SelectScratch,
     make_policy,
@@ -85,6 +88,7 @@ from .selection import (
     select_topk_count,
     select_union,
     select_vanilla,
+    start_shared_topup,
 )
 from .tables import (
     ORDERS,
@@ -99,7 +103,7 @@ from .tables import (
 )
 
 __all__ = [
-    "FAMILIES", "ORDERS", "PACKINGS", "POLICIES", "REPLACEMENTS", "DecayingSchedule",
+    "FAMILIES", "ORDERS", "PACKINGS", "POLICIES", "REPLACEMENTS", "TOPUPS", "DecayingSchedule",
     "HashFunctions", "LSHIndex", "ReferenceSchedule", "SelectPolicy", "SelectScratch",
     "TableArrays",
     "allocate_tables", "bucket_ids", "build_tables", "densify", "fold_packed", "hash_codes_dense",
@@ -107,5 +111,6 @@ __all__ = [
     "make_hash_functions", "make_policy", "make_scratch", "numba_threads", "out_capacity",
     "pack_codes", "query_dense", "query_sparse", "reinsert", "select_active",
     "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
-    "select_topk_count", "select_union", "select_vanilla", "table_coverage", "tables_nbytes",
+    "select_topk_count", "select_union", "select_vanilla", "start_shared_topup",
+    "table_coverage", "tables_nbytes",
 ]

@@ -8,8 +8,12 @@ O(active) and allocates nothing (except the exact-top-k oracle).
 
 Policies (``SelectPolicy.kind``):
 
-- ``union``: labels + union of the L probed buckets, topped up with uniform random neurons to
-  ``min_active`` (the reference code's default mode).
+- ``union``: labels + union of the L probed buckets, topped up with random neurons to
+  ``min_active`` (the reference code's default mode). The top-up is drawn per sample (uniform,
+  ``topup="per-sample"``) or taken from a run of one fixed random permutation of the neurons
+  that starts at an offset shared by the batch (``topup="shared"``, the reference's way): each
+  sample takes the run's neurons in order, skipping those it already has, so the samples of a
+  batch share most of their top-up neurons and a batch touches far fewer distinct rows.
 - ``threshold``: labels + neurons found in at least ``threshold`` of the L probed buckets.
 - ``vanilla``: labels, then tables probed in random order until ``budget`` neurons (paper).
 - ``topk-count``: labels, then neurons by decreasing collision count up to ``budget``
@@ -38,6 +42,9 @@ POLICY_EXACT_TOPK = 5
 POLICIES = {"union": POLICY_UNION, "threshold": POLICY_THRESHOLD, "vanilla": POLICY_VANILLA,
             "topk-count": POLICY_TOPK_COUNT, "random": POLICY_RANDOM,
             "exact-topk": POLICY_EXACT_TOPK}
+TOPUP_PER_SAMPLE = 0
+TOPUP_SHARED = 1
+TOPUPS = {"per-sample": TOPUP_PER_SAMPLE, "shared": TOPUP_SHARED}
 _STAMP_LIMIT = np.iinfo(np.int32).max
 
 
@@ -52,10 +59,13 @@ class SelectPolicy(NamedTuple):
     """threshold: minimum number of tables a neuron must be found in."""
     budget: int
     """vanilla, topk-count, random, exact-topk: number of neurons (labels included)."""
+    topup: int
+    """union: ``TOPUP_PER_SAMPLE`` (uniform draws per sample) or ``TOPUP_SHARED`` (a run of the
+    scratch's fixed permutation from the batch's offset, see :func:`start_shared_topup`)."""
 
 
 def make_policy(name: str = "union", min_active: int = 1000, threshold: int = 2,
-                budget: int = 1000) -> SelectPolicy:
+                budget: int = 1000, topup: str = "per-sample") -> SelectPolicy:
     """Validated :class:`SelectPolicy` (defaults: the reference's union with 1,000 minimum).
 
     Parameters
@@ -63,6 +73,8 @@ def make_policy(name: str = "union", min_active: int = 1000, threshold: int = 2,
     name : {"union", "threshold", "vanilla", "topk-count", "random", "exact-topk"}
     min_active, threshold, budget : int
         See :class:`SelectPolicy`.
+    topup : {"per-sample", "shared"}
+        How ``union`` fills the shortfall to ``min_active``.
 
     Returns
     -------
@@ -72,7 +84,10 @@ def make_policy(name: str = "union", min_active: int = 1000, threshold: int = 2,
         raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)}")
     if min_active < 0 or budget < 0 or threshold < 1:
         raise ValueError("min_active and budget must be >= 0 and threshold >= 1")
-    return SelectPolicy(POLICIES[name], int(min_active), int(threshold), int(budget))
+    if topup not in TOPUPS:
+        raise ValueError(f"unknown top-up {topup!r}; choose from {sorted(TOPUPS)}")
+    return SelectPolicy(POLICIES[name], int(min_active), int(threshold), int(budget),
+                        TOPUPS[topup])
 
 
 class SelectScratch(NamedTuple):
@@ -96,6 +111,10 @@ class SelectScratch(NamedTuple):
     """int32 (T, l*capacity): distinct candidates of the probed buckets."""
     tbuf: np.ndarray
     """int32 (T, l+2): table order (vanilla) or count histogram (topk-count)."""
+    perm: np.ndarray
+    """int32 (n,): a fixed random permutation of the neurons (shared top-up; read only)."""
+    perm_at: np.ndarray
+    """int64 (2,): the current batch's offset into ``perm`` and the number of offsets drawn."""
 
 
 def make_scratch(hf: HashFunctions, tables: TableArrays, n_threads: int,
@@ -115,6 +134,7 @@ def make_scratch(hf: HashFunctions, tables: TableArrays, n_threads: int,
     """
     n_float, n_int = hash_scratch_sizes(hf)
     n_tables, n_neurons = tables.bucket_of.shape
+    perm = np.random.default_rng([seed, 1]).permutation(n_neurons).astype(np.int32)
     return SelectScratch(
         fbuf=np.zeros((n_threads, n_float), dtype=np.float32),
         codes=np.zeros((n_threads, n_int), dtype=np.int32),
@@ -124,7 +144,21 @@ def make_scratch(hf: HashFunctions, tables: TableArrays, n_threads: int,
         stamp=np.zeros(n_threads, dtype=np.int32),
         rng=make_states(seed, n_threads),
         cand=np.zeros((n_threads, n_tables * tables.capacity), dtype=np.int32),
-        tbuf=np.zeros((n_threads, n_tables + 2), dtype=np.int32))
+        tbuf=np.zeros((n_threads, n_tables + 2), dtype=np.int32),
+        perm=perm, perm_at=np.zeros(2, dtype=np.int64))
+
+
+def start_shared_topup(scr: SelectScratch, seed: int) -> None:
+    """Draw the next batch's offset into ``scr.perm`` (the shared top-up; call once per batch).
+
+    The offset is a keyed hash of ``seed`` and the number of offsets drawn so far
+    (``scr.perm_at[1]``, kept with the scratch), so a resumed run draws the same offsets.
+    """
+    n = scr.perm.shape[0]
+    draws = int(scr.perm_at[1]) + 1
+    z = np.random.SeedSequence([seed, draws]).generate_state(1, dtype=np.uint64)[0]
+    scr.perm_at[0] = int(z % np.uint64(max(n, 1)))
+    scr.perm_at[1] = draws
 
 
 def out_capacity(policy: SelectPolicy, tables: TableArrays, max_labels: int) -> int:
@@ -181,6 +215,23 @@ def _fill_random(scr, tid, st, out, n_out, target):
 
 
 @njit(cache=True)
+def _fill_run(scr, tid, st, out, n_out, target):
+    # the shortfall from the fixed permutation, from the batch's offset on (wrapping around),
+    # skipping neurons the sample already has
+    mark = scr.mark[tid]
+    perm = scr.perm
+    n = perm.shape[0]
+    target = min(target, n, out.shape[0])
+    p = scr.perm_at[0]
+    while n_out < target:
+        n_out = _take(mark, st, out, n_out, perm[p])
+        p += 1
+        if p == n:
+            p = 0
+    return n_out
+
+
+@njit(cache=True)
 def _count_candidates(tables, buckets, scr, tid):
     # Distinct ids of the probed buckets into cand, with their collision counts.
     st = _new_stamp(scr, tid)
@@ -202,7 +253,8 @@ def _count_candidates(tables, buckets, scr, tid):
 
 @njit(cache=True)
 def select_union(tables: TableArrays, buckets: np.ndarray, labels: np.ndarray,
-                 min_active: int, scr: SelectScratch, tid: int, out: np.ndarray) -> int:
+                 min_active: int, scr: SelectScratch, tid: int, out: np.ndarray,
+                 shared: bool = False) -> int:
     """Labels + union of the probed buckets, topped up at random to ``min_active``.
 
     Parameters
@@ -218,6 +270,8 @@ def select_union(tables: TableArrays, buckets: np.ndarray, labels: np.ndarray,
         Scratch row of the calling worker.
     out : numpy.ndarray
         int32 (>= out_capacity,), output.
+    shared : bool
+        Top up from the run of ``scr.perm`` at the batch's offset (else uniform per sample).
 
     Returns
     -------
@@ -230,7 +284,10 @@ def select_union(tables: TableArrays, buckets: np.ndarray, labels: np.ndarray,
         for i in bucket_ids(tables, t, buckets[t]):
             n_out = _take(mark, st, out, n_out, i)
     if n_out < min_active:
-        n_out = _fill_random(scr, tid, st, out, n_out, min_active)
+        if shared:
+            n_out = _fill_run(scr, tid, st, out, n_out, min_active)
+        else:
+            n_out = _fill_random(scr, tid, st, out, n_out, min_active)
     return n_out
 
 
@@ -386,7 +443,8 @@ def select_active(policy: SelectPolicy, tables: TableArrays, buckets: np.ndarray
     """
     kind = policy.kind
     if kind == POLICY_UNION:
-        return select_union(tables, buckets, labels, policy.min_active, scr, tid, out)
+        return select_union(tables, buckets, labels, policy.min_active, scr, tid, out,
+                            policy.topup == TOPUP_SHARED)
     if kind == POLICY_THRESHOLD:
         return select_threshold(tables, buckets, labels, policy.threshold, scr, tid, out)
     if kind == POLICY_VANILLA:
