@@ -360,7 +360,10 @@ def build_info(device: str) -> dict[str, str]:
         distributions, device and its description, the intra/inter-op thread settings, and on a
         GPU :func:`gpu_provenance` (model, driver, memory, CUDA libraries, TF32).
     """
-    info = {f"tf_build_{k}": str(v) for k, v in tf.sysconfig.get_build_info().items()}
+    info = {
+        f"tf_build_{k}": ",".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+        for k, v in tf.sysconfig.get_build_info().items()
+    }
     info["tf_version"] = tf.__version__
     info["tf_device"] = device
     kind = device.strip("/").split(":")[0]
