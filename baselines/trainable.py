@@ -42,8 +42,8 @@ _DENSE_TARGET = [tf.TensorSpec([None, None], tf.float64, "target")]
 def _labelled_mean(losses: tf.Tensor, labelled: tf.Tensor) -> tf.Tensor:
     """Mean of per-point ``losses`` (B,) over the ``labelled`` (B,) points, as the engine reports.
 
-    Points without labels have zero loss and gradient; the mean's 1/n only scales the gradient,
-    to which Adam is invariant (up to eps).
+    Points without labels have zero loss and gradient. The training step differentiates this mean
+    times the number of labelled points (the summed loss), as the engine does.
     """
     n = tf.reduce_sum(tf.cast(labelled, tf.float32))
     return tf.reduce_sum(losses) / tf.maximum(n, 1.0)
@@ -196,9 +196,21 @@ class TFSoftmaxTrainable:
     def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = self.loss_fn(*inputs)
+            # Adam sees the gradient summed over the labelled points, as in the SLIDE engine:
+            # Adam is invariant to the gradient's scale except through eps, so with the mean's
+            # 1/n the two would take (slightly) different steps from the same batch
+            total = loss * self._n_labelled(*inputs)
         variables = list(self.net.variables.values())
-        self.opt.apply(tape.gradient(loss, variables))
+        self.opt.apply(tape.gradient(total, variables))
         return loss
+
+    def _n_labelled(self, *inputs: tf.Tensor) -> tf.Tensor:
+        """Labelled points of a batch (at least 1), from the step's inputs."""
+        if self.config.label_feeding == "dense-float64":
+            labelled = tf.reduce_any(inputs[3] > 0, axis=1)
+        else:
+            labelled = inputs[4] > 0
+        return tf.maximum(tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
 
     def _sparse_label_loss(self, feat_ids, feat_vals, feat_rows, labels, counts) -> tf.Tensor:
         hidden = self.net.hidden(feat_ids, feat_vals, feat_rows, tf.shape(counts)[0])

@@ -233,10 +233,12 @@ def run_settings(args: argparse.Namespace, config: Mapping[str, Any]) -> RunSett
         section["dataset"] = Path(args.train).parent.name or "unknown"
     settings = from_dict(RunSettings, section, "run")
     for name in ("batch_size", "epochs", "eval_every", "threads"):
-        if getattr(settings, name) < 1:
+        if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise ConfigError(f"run.{name} must be >= 1, got {getattr(settings, name)}")
     if settings.max_iterations is not None and settings.max_iterations < 1:
         raise ConfigError(f"run.max_iterations must be >= 1, got {settings.max_iterations}")
+    if settings.eval_every_s is not None and not settings.eval_every_s > 0:
+        raise ConfigError(f"run.eval_every_s must be > 0 seconds, got {settings.eval_every_s}")
     if settings.time_budget_s is not None and not settings.time_budget_s > 0:
         raise ConfigError(f"run.time_budget_s must be > 0 seconds, got {settings.time_budget_s}")
     if not settings.checkpoint_every_s >= 0:

@@ -98,8 +98,12 @@ class RunSettings:
     epochs: int = 1
     #: stop once this many training seconds have accumulated (None = no budget)
     time_budget_s: float | None = None
-    #: evaluate every this many iterations (and at the end of every epoch)
-    eval_every: int = 50
+    #: evaluate every this many iterations (and at the end of every epoch); None: not by count
+    eval_every: int | None = 50
+    #: evaluate whenever this many more training seconds have accumulated (None: never), so
+    #: methods whose steps differ 10x in cost are measured at the same training times; when set,
+    #: epoch ends are no longer evaluation points
+    eval_every_s: float | None = None
     #: size of the seeded test subset used during training (the paper: 20 batches of 128)
     eval_points: int = 2560
     #: test points scored at the end; 0 = the whole test set
@@ -181,6 +185,7 @@ class _Loop:
         self.train_seconds = 0.0
         self.loss_sum = 0.0
         self.loss_count = 0
+        self.eval_mark = 0  # training-time evaluations done (eval_every_s)
 
     def meta(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -244,6 +249,8 @@ def run(
     _check_writable(ckpt.parent)
     full_config = {"run": asdict(settings), **dict(config)}
     prov = provenance(full_config, settings.threads, model.device)
+    # the optimiser every method of a comparison must share (its mode, step size and constants)
+    optimizer = {k: config[k] for k in ("adam", "lr", "beta1", "beta2", "eps") if k in config}
     prov.update(dict(extra_provenance or {}))
 
     previous = read_sidecar(sidecar)
@@ -322,6 +329,7 @@ def run(
                 "train_seconds": loop.train_seconds,
                 "startup_seconds": startup_seconds,
                 "resumed": resumed,
+                "optimizer": optimizer,
                 "provenance": prov,
                 "config": full_config,
             },
@@ -368,6 +376,7 @@ def run(
 
     status, reason = "done", f"completed {settings.epochs} epochs"
     budget = settings.time_budget_s
+    every_s = settings.eval_every_s
     max_it = settings.max_iterations
     stop = False
     while loop.epoch < settings.epochs and not stop:
@@ -394,7 +403,14 @@ def run(
             if max_it is not None and loop.iteration >= max_it:
                 status, reason = "done", f"reached {max_it} iterations"
                 stop = True
-            if loop.iteration % settings.eval_every == 0 or end_of_epoch or stop:
+            by_count = bool(settings.eval_every) and loop.iteration % settings.eval_every == 0
+            by_time = every_s is not None and loop.train_seconds >= (loop.eval_mark + 1) * every_s
+            if by_time:
+                loop.eval_mark = int(loop.train_seconds // every_s)
+            # epoch ends are evaluation points of the count cadence only: with a time cadence
+            # a method with cheap steps would otherwise be evaluated many times more often
+            at_epoch_end = end_of_epoch and every_s is None
+            if by_count or by_time or at_epoch_end or stop:
                 if not model.is_finite():
                     status = "diverged"
                     reason = f"non-finite weights at iteration {loop.iteration}"

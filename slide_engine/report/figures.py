@@ -21,14 +21,13 @@ from slide_engine.report.series import (
     MethodStyle,
     band_over_runs,
     headline_runs,
-    ratio_lines,
     scaling_table,
     series_label,
-    time_to_target_ratios,
 )
 
 __all__ = [
     "convergence_figure",
+    "optimizer_note",
     "sampling_figure",
     "save_figure",
     "thread_scaling_figure",
@@ -83,14 +82,24 @@ def _empty(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
+def optimizer_note(summary: pd.DataFrame) -> str:
+    """The Adam mode(s) of the runs, for figure titles: ``"lazy Adam, every method"`` or, when
+    the methods differ, each mode with its methods."""
+    if "adam" not in summary or summary["adam"].dropna().astype(str).eq("").all():
+        return "optimiser not recorded"
+    modes = summary.dropna(subset=["adam"]).groupby("adam", sort=True)["method"].unique()
+    if len(modes) == 1:
+        return f"{modes.index[0]} Adam, every method"
+    return "; ".join(f"{mode} Adam: {', '.join(methods)}" for mode, methods in modes.items())
+
+
 def convergence_figure(
     curves: pd.DataFrame,
     summary: pd.DataFrame,
     styles: Mapping[str, MethodStyle],
     dataset: str,
     x: str,
-    target_note: str = "target",
-    baselines: Sequence[str] = (),
+    verdicts: Sequence[str] = (),
 ) -> Figure:
     """P@1 on the test subset against training time or iterations, one band per method.
 
@@ -99,35 +108,30 @@ def convergence_figure(
     curves : DataFrame
         Tidy curve rows of this dataset (columns of the curve schema, run keys from the grid).
     summary : DataFrame
-        Summary rows of this dataset (failed-run note, P@1 target, time to target).
+        Summary rows of this dataset (failed-run note, headline level, time to it, Adam mode).
     styles : mapping
         Method -> colour and marker.
     dataset : str
         Title.
     x : {"train_seconds", "iteration"}
         The x axis.
-    target_note : str
-        Legend label of the horizontal target line (e.g. "target: 95% of tf-full's best P@1").
-    baselines : sequence of str
-        Against training time: the box under the axes gives every method's time to target and
-        its speed-up over each of these methods (:func:`~slide_engine.report.series.ratio_lines`),
-        and a dotted vertical line marks each method's time to target.
+    verdicts : sequence of str
+        Against training time: the headline's verdict of every peer
+        (:func:`~slide_engine.report.headline.headline`), printed in a box under the axes; a
+        dotted vertical line marks each method's time to the headline level.
     """
     subset = headline_runs(curves[curves["eval_set"] == "subset"])
     target = summary["target_p_at_1"].dropna() if "target_p_at_1" in summary else pd.Series()
-    ratios = time_to_target_ratios(summary, list(baselines))
-    lines = ratio_lines(ratios, list(baselines), list(ratios["device"]))
-    boxed = x == "train_seconds" and not target.empty and bool(lines)
+    boxed = x == "train_seconds" and bool(verdicts)
     if boxed:
-        header = (f"training seconds to P@1 >= {target.iloc[0]:.3f} (median over seeds); "
-                  "B/M: B's time / M's (how many times sooner M got there)")
-        lines = [header, *(wrapped for line in lines
-                           for wrapped in textwrap.wrap(line, 105, subsequent_indent="    "))]
-        fig = Figure(figsize=(8.0, 4.8 + 0.17 * len(lines) + 0.1), layout="constrained")
-        ax, box = fig.subplots(2, 1, height_ratios=[4.8, 0.17 * len(lines) + 0.1])
+        lines = ["headline (peer's time to the level / SLIDE's; > 1: SLIDE sooner):"]
+        lines += [wrapped for line in verdicts
+                  for wrapped in textwrap.wrap("- " + line, 110, subsequent_indent="    ")]
+        fig = Figure(figsize=(8.5, 4.8 + 0.16 * len(lines) + 0.1), layout="constrained")
+        ax, box = fig.subplots(2, 1, height_ratios=[4.8, 0.16 * len(lines) + 0.1])
         box.axis("off")
         text = box.text(0.0, 1.0, "\n".join(lines), transform=box.transAxes, va="top",
-                        ha="left", fontsize=8, family="monospace")
+                        ha="left", fontsize=7, family="monospace")
         text.set_in_layout(False)  # the axes keep their width; the box is sized by its lines
     else:
         fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -148,21 +152,22 @@ def convergence_figure(
             ax.fill_between(band.x, band.low, band.high, color=style.color, alpha=0.18, lw=0)
     if not target.empty:
         ax.axhline(target.iloc[0], color="0.35", linestyle="--", linewidth=1,
-                   label=f"{target_note} = {target.iloc[0]:.3f}")
-    if boxed:
-        for row in ratios.to_dict("records"):
-            if np.isfinite(row["time_to_target_s"]) and row["method"] in styles:
-                ax.axvline(row["time_to_target_s"], color=styles[row["method"]].color,
-                           linestyle=":", linewidth=1.2)
+                   label=f"headline level = {target.iloc[0]:.3f}")
+    if x == "train_seconds" and not target.empty:
+        for (method, _device), rows in _in_config_order(headline_runs(summary), styles):
+            t = rows["time_to_target_s"].astype(float)
+            if len(t) and np.isfinite(t).all():
+                ax.axvline(float(np.median(t)), color=styles[method].color, linestyle=":",
+                           linewidth=1.2)
     _failed_entries(ax, summary, styles)
     if subset.empty:
         _empty(ax, "no successful runs")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel("P@1 on the test subset")
     what = "training time" if x == "train_seconds" else "iterations"
-    ax.set_title(f"{dataset}: P@1 against {what} (band: interquartile range over seeds)",
-                 fontsize=10)
+    ax.set_title(f"{dataset}: P@1 against {what} ({optimizer_note(summary)})\n"
+                 "band: interquartile range over seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
     return fig
@@ -291,49 +296,68 @@ def thread_scaling_figure(
 
 
 def time_to_accuracy_figure(
-    summary: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
+    levels: pd.DataFrame, summary: pd.DataFrame, styles: Mapping[str, MethodStyle], dataset: str
 ) -> Figure:
-    """Training seconds until each method first reached the dataset's P@1 target."""
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    """Training seconds to each accuracy level, one line per method (time against level).
+
+    Parameters
+    ----------
+    levels : DataFrame
+        :func:`~slide_engine.report.headline.level_table` rows of this dataset.
+    summary : DataFrame
+        Summary rows of this dataset (failed runs, Adam mode).
+    styles : mapping
+        Method -> colour and marker.
+    dataset : str
+        Title.
+
+    Each point is the median over seeds (bars: min-max over the seeds that got there); a level
+    that some seed never reached is drawn as an open marker at the top of the axes with the
+    number of seeds that reached it, so a method that wins early and stalls is visible as a line
+    that stops.
+    """
+    fig = Figure(figsize=(8.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
-    runs = headline_runs(summary)
-    target = summary["target_p_at_1"].dropna()
-    devices = list(runs["device"].unique())
-    labels, reached_any = [], False
-    for i, ((method, device), rows) in enumerate(_in_config_order(runs, styles)):
+    devices = list(levels["device"].unique())
+    top = float(levels["train_seconds"].max()) if not levels.empty else 1.0
+    for (method, device), rows in _in_config_order(levels, styles):
+        rows = rows.sort_values("level")
         style = styles[method]
-        threads = int(rows["threads"].iloc[0])
-        labels.append(f"{series_label(method, device, devices)}, {threads} thr")
-        times = rows["time_to_target_s"].astype(float)
-        hit = times[np.isfinite(times)]
-        if len(hit) == len(rows) and len(hit) > 0:
-            med = float(np.median(hit))
-            ax.barh(i, med, color=style.color, alpha=0.85,
-                    xerr=[[med - hit.min()], [hit.max() - med]], capsize=3)
-            ax.plot(hit, np.full(len(hit), i), linestyle="none", marker=style.marker,
-                    color="black", markersize=4)
-            reached_any = True
-            continue
-        best = float(rows["best_p_at_1"].max())
-        if (rows["status"] == "failed").all():
-            note = f"failed: {_shorten(str(rows['reason'].iloc[0]), 70)}"
-        elif target.empty:
-            note = f"no target (best P@1 {best:.3f})"
-        else:
-            missed = len(rows) - len(hit)
-            note = f"not reached by {missed} of {len(rows)} seeds (best P@1 {best:.3f})"
-        text = ax.text(0.01, i, note, transform=ax.get_yaxis_transform(), va="center",
-                       fontsize=8, color="0.3", clip_on=True)
-        text.set_in_layout(False)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylim(len(labels) - 0.5, -0.5)  # first method on top, half a bar of margin
-    if not reached_any:
-        ax.set_xlim(0, 1)
-    ax.set_xlabel("training seconds to reach the target (median, bars: min-max over seeds)")
-    goal = (f"target P@1 >= {target.iloc[0]:.3f}" if not target.empty
-            else "no target: the reference method has no successful run")
-    ax.set_title(f"{dataset}: time to accuracy, {goal}", fontsize=10)
-    ax.grid(alpha=0.3, axis="x")
+        label = (f"{series_label(method, device, devices)}, {int(rows['threads'].iloc[0])} thr "
+                 f"(best P@1 {rows['best_p1'].iloc[0]:.3f})")
+        done = rows[np.isfinite(rows["time_median_s"].astype(float))]
+        linestyle = "--" if device == "gpu" else "-"
+        if not done.empty:
+            err = np.vstack([done["time_median_s"] - done["time_min_s"],
+                             done["time_max_s"] - done["time_median_s"]])
+            ax.errorbar(done["level_p1"], done["time_median_s"], yerr=err, color=style.color,
+                        marker=style.marker, linestyle=linestyle, capsize=3, label=label)
+            label = None
+        missed = rows[~np.isfinite(rows["time_median_s"].astype(float))]
+        if not missed.empty:
+            ax.plot(missed["level_p1"], np.full(len(missed), top * 1.05), linestyle="none",
+                    marker=style.marker, markerfacecolor="none", color=style.color,
+                    label=label if label else None)
+            for _, r in missed.iterrows():
+                ax.annotate(f"{int(r['n_reached'])}/{int(r['n_runs'])}",
+                            (r["level_p1"], top * 1.05), textcoords="offset points",
+                            xytext=(4, -3), fontsize=7, color=style.color)
+    _failed_entries(ax, summary, styles)
+    if levels.empty:
+        _empty(ax, "no successful runs")
+    else:
+        ax.axhline(top * 1.05, color="0.6", linewidth=0.8, linestyle=":")
+        ticks = levels.drop_duplicates("level").sort_values("level")
+        ax.set_xticks(ticks["level_p1"],
+                      [f"{p:.3f}\n({lv:.0%})" for p, lv in zip(ticks["level_p1"], ticks["level"],
+                                                                strict=True)], fontsize=8)
+        ax.set_ylim(0, top * 1.12)
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_xlabel("P@1 level (fraction of the best P@1 any method reached on this dataset)")
+    ax.set_ylabel("training seconds to reach it (median, bars: min-max over seeds)")
+    ax.set_title(f"{dataset}: time to each accuracy level ({optimizer_note(summary)})\n"
+                 "open markers at the top: not reached by every seed (reached/seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -21,13 +21,11 @@ __all__ = [
     "band_over_runs",
     "headline_runs",
     "method_styles",
-    "ratio_lines",
     "scaling_table",
     "series_label",
     "speedup",
     "time_to_target",
     "time_to_target_over_seeds",
-    "time_to_target_ratios",
 ]
 
 #: Colour-blind-safe palette (Okabe-Ito, then Tableau) and markers, assigned in config order.
@@ -211,116 +209,3 @@ def speedup(baseline_time: float, method_time: float) -> float:
     if not (np.isfinite(baseline_time) and np.isfinite(method_time)) or method_time <= 0:
         return float("nan")
     return float(baseline_time) / float(method_time)
-
-
-def time_to_target_ratios(summary: pd.DataFrame, baselines: Sequence[str]) -> pd.DataFrame:
-    """Time to target per method and device at its largest thread count, and its speed-ups.
-
-    Parameters
-    ----------
-    summary : DataFrame
-        Summary rows of one dataset (columns method, device, threads, seed, status,
-        time_to_target_s, best_p_at_1; train_seconds optional).
-    baselines : sequence of str
-        Methods to compare every method with (e.g. the full softmax and the sampled softmax).
-
-    Returns
-    -------
-    DataFrame
-        One row per (method, device), in order of first appearance, at the method's largest
-        thread count (:func:`headline_runs`): ``threads``, ``n_runs``, ``n_reached`` (runs that
-        reached the target), ``failed`` (every run failed), ``best_p_at_1`` (maximum over runs),
-        ``train_seconds`` (the shortest run's training seconds, NaN when unknown),
-        ``time_to_target_s`` (:func:`time_to_target_over_seeds`); per baseline ``b``, a column
-        ``b`` holding :func:`speedup` of ``b``'s time on the same device over this row's (NaN
-        when ``b`` has no run on that device or no time), and a column ``b + " >"``: when no run
-        of ``b`` reached the target but this row did, the lower bound of that speed-up, ``b``'s
-        training seconds (it trained that long without getting there) over this row's time.
-    """
-    bounds = [f"{b} >" for b in baselines]
-    cols = ["method", "device", "threads", "n_runs", "n_reached", "failed", "best_p_at_1",
-            "train_seconds", "time_to_target_s", *baselines, *bounds]
-    runs = headline_runs(summary)
-    if runs.empty:
-        return pd.DataFrame(columns=cols)
-    rows = []
-    for (method, device), group in runs.groupby(["method", "device"], sort=False):
-        times = group["time_to_target_s"].astype(float)
-        trained = group["train_seconds"].astype(float) if "train_seconds" in group else times * 0
-        rows.append(
-            dict(method=method, device=device, threads=int(group["threads"].iloc[0]),
-                 n_runs=len(group), n_reached=int(np.isfinite(times).sum()),
-                 failed=bool((group["status"] == "failed").all()),
-                 best_p_at_1=float(group["best_p_at_1"].astype(float).max()),
-                 train_seconds=float(trained.min()) if trained.notna().any() else np.nan,
-                 time_to_target_s=time_to_target_over_seeds(times))
-        )
-    table = pd.DataFrame(rows)
-    for base, bound in zip(baselines, bounds, strict=True):
-        by_device = table[table["method"] == base].set_index("device")
-        ratio, lower = [], []
-        for device, t in zip(table["device"], table["time_to_target_s"], strict=True):
-            if device not in by_device.index:
-                ratio.append(np.nan)
-                lower.append(np.nan)
-                continue
-            b = by_device.loc[device]
-            ratio.append(speedup(float(b["time_to_target_s"]), t))
-            never = b["n_reached"] == 0 and not b["failed"]
-            lower.append(speedup(float(b["train_seconds"]), t) if never else np.nan)
-        table[base] = ratio
-        table[bound] = lower
-    return table[cols].reset_index(drop=True)
-
-
-def _seconds(value: float) -> str:
-    """Seconds with three significant digits (12.3 s, 456 s, 1.23e+03 s written as 1230 s)."""
-    return f"{value:.3g} s" if value < 1000 else f"{value:.0f} s"
-
-
-def _times(value: float) -> str:
-    """A speed-up: two significant digits below 10 (3.1x, 0.54x), whole numbers above (16x)."""
-    return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
-
-
-def ratio_lines(
-    ratios: pd.DataFrame, baselines: Sequence[str], devices: Sequence[str] = ()
-) -> list[str]:
-    """The annotation of the convergence-time figure, one line per row of
-    :func:`time_to_target_ratios`.
-
-    A method that reached the target reads ``"slide: 25.3 s | tf-full/slide 16x |
-    tf-sampled-10pct/slide 3.1x"`` (no ratio with itself; ``> 12x (not reached in 480 s)`` when
-    the baseline never reached the target in its whole run: a lower bound; ``n/a`` when there is
-    no ratio); one that did not reads ``"slide: not reached (best P@1 0.081)"``, or ``"not reached
-    by 1 of 2 seeds"``; a failed one ``"slide: failed"``. With more than one device the method
-    is written with its device, as in the legend.
-    """
-    trained = {(r["method"], r["device"]): r.get("train_seconds", np.nan)
-               for r in ratios.to_dict("records")}
-    lines = []
-    for row in ratios.to_dict("records"):
-        name = series_label(row["method"], row["device"], devices)
-        if row["failed"]:
-            lines.append(f"{name}: failed")
-            continue
-        if not np.isfinite(row["time_to_target_s"]):
-            missed = row["n_runs"] - row["n_reached"]
-            by = f" by {missed} of {row['n_runs']} seeds" if row["n_reached"] else ""
-            lines.append(f"{name}: not reached{by} (best P@1 {row['best_p_at_1']:.3f})")
-            continue
-        parts = [f"{name}: {_seconds(row['time_to_target_s'])}"]
-        for base in baselines:
-            if base == row["method"]:
-                continue
-            value, lower = row[base], row.get(f"{base} >", np.nan)
-            if np.isfinite(value):
-                shown = _times(value)
-            elif np.isfinite(lower):  # the baseline never got there in its whole budget
-                budget = float(trained.get((base, row["device"]), np.nan))
-                shown = f"> {_times(lower)} (not reached in {_seconds(budget)})"
-            else:
-                shown = "n/a"
-            parts.append(f"{base}/{row['method']} {shown}")
-        lines.append(" | ".join(parts))
-    return lines

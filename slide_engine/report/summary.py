@@ -13,19 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from slide_engine.report.series import speedup, time_to_target, time_to_target_over_seeds
+from slide_engine.report.headline import level_targets
+from slide_engine.report.series import time_to_target
 from slide_engine.runlog import CURVE_COLUMNS, read_sidecar
 
 __all__ = [
     "RUN_KEYS",
     "SUMMARY_COLUMNS",
     "RunRecord",
-    "add_speedups",
     "load_run",
-    "speedup_column",
     "summarize",
     "summarize_run",
     "target_p_at_1",
@@ -40,6 +38,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *RUN_KEYS,
     "status",
     "reason",
+    "adam",
     "iterations",
     "epochs",
     "train_seconds",
@@ -53,7 +52,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "best_p_at_5",
     "target_p_at_1",
     "time_to_target_s",
-    "speedup_vs_reference",
     "peak_rss_mb",
     "mult_fraction",
     "active_mean",
@@ -162,6 +160,7 @@ def summarize_run(rec: RunRecord, target: float) -> dict[str, Any]:
     row.update({name: rec.key[name] for name in RUN_KEYS})
     row["status"] = rec.sidecar.get("status", "failed")
     row["reason"] = rec.sidecar.get("stop_reason", "")
+    row["adam"] = (rec.sidecar.get("optimizer") or rec.sidecar.get("config") or {}).get("adam", "")
     row["peak_rss_mb"] = rec.peak_rss_mb
     row["target_p_at_1"] = target
     row["startup_seconds"] = float(rec.sidecar.get("startup_seconds", math.nan))
@@ -200,103 +199,30 @@ def summarize_run(rec: RunRecord, target: float) -> dict[str, Any]:
 def target_p_at_1(
     records: Sequence[RunRecord], dataset: str, settings: Mapping[str, Any]
 ) -> float:
-    """The P@1 target of a dataset.
+    """The headline P@1 level of a dataset: ``settings["headline"]`` times the best subset P@1
+    that any run of any method reached on it (NaN when no run succeeded).
 
-    Parameters
-    ----------
-    records : sequence of RunRecord
-        All runs (only this dataset's are used).
-    dataset : str
-        The dataset.
-    settings : mapping
-        The config's ``target`` section: ``p_at_1`` (absolute, wins when not None), else
-        ``fraction`` times the best subset P@1 any run of method ``reference`` reached.
-
-    Returns
-    -------
-    float
-        The target, or NaN when the reference method has no successful run on the dataset.
+    The same level as :mod:`slide_engine.report.headline` (``level_targets``).
     """
-    if settings.get("p_at_1") is not None:
-        return float(settings["p_at_1"])
     best = [
         float(rec.curve.loc[rec.curve["eval_set"] == "subset", "p_at_1"].max())
         for rec in records
         if rec.key["dataset"] == dataset
-        and rec.key["method"] == settings["reference"]
         and not rec.curve.empty
         and rec.sidecar.get("status") != "failed"
     ]
-    best = [b for b in best if np.isfinite(b)]
-    return float(settings["fraction"]) * max(best) if best else math.nan
-
-
-def speedup_column(baseline: str, reference: str | None) -> str:
-    """Summary column of the speed-up over ``baseline``: ``speedup_vs_reference`` for the
-    target's reference method, ``speedup_vs_<baseline>`` for any other."""
-    return "speedup_vs_reference" if baseline == reference else f"speedup_vs_{baseline}"
-
-
-def add_speedups(
-    table: pd.DataFrame, reference: str | None, compare_to: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Speed-up columns of the summary: how many times sooner each run reached the target.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Summary rows (:data:`SUMMARY_COLUMNS`).
-    reference : str or None
-        The target's reference method; its column is ``speedup_vs_reference`` (all NaN when
-        None).
-    compare_to : sequence of str
-        Further baselines; each gets a column ``speedup_vs_<method>`` (after
-        ``speedup_vs_reference``).
-
-    Returns
-    -------
-    DataFrame
-        A copy of ``table`` where ``speedup_vs_X`` of a run is X's time to target divided by the
-        run's, X's time being the median over X's runs (seeds) on the same dataset, device and
-        thread count, defined only when all of them reached the target
-        (:func:`~slide_engine.report.series.time_to_target_over_seeds`). NaN when either time
-        is missing (never reached, failed, X has no run at that grid point).
-    """
-    out = table.copy()
-    baselines = ([reference] if reference is not None else []) + [
-        m for m in compare_to if m != reference
-    ]
-    out["speedup_vs_reference"] = math.nan
-    where = ["dataset", "device", "threads"]
-    for base in baselines:
-        column = speedup_column(base, reference)
-        base_rows = out[out["method"] == base]
-        medians = {
-            key: time_to_target_over_seeds(group["time_to_target_s"].astype(float))
-            for key, group in base_rows.groupby(where, sort=False)
-        }
-        out[column] = [
-            speedup(medians.get(tuple(key), math.nan), float(t))
-            for key, t in zip(
-                out[where].itertuples(index=False, name=None), out["time_to_target_s"], strict=True
-            )
-        ]
-    first = list(out.columns).index("speedup_vs_reference") + 1
-    extra = [speedup_column(m, reference) for m in baselines if m != reference]
-    rest = [c for c in out.columns if c not in extra]
-    return out[rest[:first] + extra + rest[first:]]
+    level = float(settings.get("headline", 0.9))
+    return level_targets(best, [level])[level]
 
 
 def summarize(records: Sequence[RunRecord], settings: Mapping[str, Any]) -> pd.DataFrame:
-    """The summary table: one row per run, in record order.
+    """The summary table: one row per run, in record order (:data:`SUMMARY_COLUMNS`).
 
-    Columns: :data:`SUMMARY_COLUMNS`, plus ``speedup_vs_<method>`` after
-    ``speedup_vs_reference`` for every method of ``settings["compare_to"]`` (optional) other
-    than ``settings["reference"]`` (see :func:`add_speedups`).
+    ``target_p_at_1`` is the dataset's headline level (:func:`target_p_at_1`) and
+    ``time_to_target_s`` the run's training seconds to it.
     """
     targets = {
         ds: target_p_at_1(records, ds, settings) for ds in {r.key["dataset"] for r in records}
     }
     rows = [summarize_run(rec, targets[rec.key["dataset"]]) for rec in records]
-    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    return add_speedups(table, settings.get("reference"), settings.get("compare_to") or ())
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

@@ -37,18 +37,23 @@ def check_dataset_sources(datasets):
 
 
 def check_target(cfg):
-    """The time-to-accuracy target needs an absolute P@1 or a reference method of this config."""
+    """The headline names a method of this config, peers of this config, and one of its levels."""
     target = cfg["target"]
-    if target["p_at_1"] is None and target["reference"] not in cfg["methods"]:
+    methods = cfg["methods"]
+    if target["method"] not in methods:
         raise ValueError(
-            f"target.reference '{target['reference']}' is not a method of this config "
-            f"(methods: {', '.join(cfg['methods'])}); name one of them or set target.p_at_1"
+            f"target.method '{target['method']}' is not a method of this config "
+            f"(methods: {', '.join(methods)})"
         )
-    unknown = [m for m in target["compare_to"] or [] if m not in cfg["methods"]]
+    unknown = [m for m in target["peers"] or [] if m not in methods]
     if unknown:
         raise ValueError(
-            f"target.compare_to names '{unknown[0]}', which is not a method of this config "
-            f"(methods: {', '.join(cfg['methods'])})"
+            f"target.peers names '{unknown[0]}', which is not a method of this config "
+            f"(methods: {', '.join(methods)})"
+        )
+    if target["headline"] not in target["levels"]:
+        raise ValueError(
+            f"target.headline {target['headline']} is not one of target.levels {target['levels']}"
         )
 
 
@@ -127,7 +132,9 @@ def get_final_outputs():
         for figure in FIGURES
         for ext in ("png", "svg")
     ]
-    return ["results/summary.csv", "results/environment.json", *figures]
+    return [
+        "results/summary.csv", "results/headline.csv", "results/environment.json", *figures,
+    ]
 
 
 def get_prepare_inputs(wildcards):
@@ -166,9 +173,10 @@ def get_train_command(wildcards):
         "--threads", wildcards.threads,
         "--seed", wildcards.seed,
         "--epochs", str(budget["epochs"]),
-        "--eval-every", str(spec["eval_every"] or budget["eval_every"]),
         "--dataset-name", wildcards.dataset,
     ]
+    eval_every = spec["eval_every"] or budget["eval_every"]
+    argv += ["--eval-every", str(eval_every)] if eval_every else ["--set", "run.eval_every=null"]
     if budget["time_budget"] is not None:
         argv += ["--time-budget", str(budget["time_budget"])]
     if spec["config"]:
@@ -176,11 +184,24 @@ def get_train_command(wildcards):
     settings = {
         "run.batch_size": budget["batch_size"],
         "run.eval_points": budget["eval_points"],
-        **spec["set"],
+        **get_optimizer_settings(),
+        **spec["set"],  # a method's own `set` overrides the shared optimiser rule
     }
+    if budget["eval_every_s"] is not None:
+        settings["run.eval_every_s"] = budget["eval_every_s"]
     for key, value in settings.items():
         argv += ["--set", f"{key}={yaml_scalar(value)}"]
     return shlex.join(argv)
+
+
+def get_optimizer_settings():
+    """The shared optimiser rule as engine settings: `optimizer.adam` (and `optimizer.lr` when
+    set) for every method of the grid; a method's `set` may override them explicitly."""
+    shared = config["optimizer"]
+    settings = {"adam": shared["adam"]}
+    if shared["lr"] is not None:
+        settings["lr"] = shared["lr"]
+    return settings
 
 
 def yaml_scalar(value):
@@ -196,21 +217,7 @@ def get_method_config_files(wildcards):
     return [path] if path else []
 
 
-def get_compare_to():
-    """Baselines of the speed-up columns besides the reference: `target.compare_to`, or every
-    tf-sampled method of the config when it is null."""
-    named = config["target"]["compare_to"]
-    if named is not None:
-        return list(named)
-    return [m for m, spec in config["methods"].items() if spec["engine"] == "tf-sampled"]
-
-
 def get_plot_settings(wildcards=None):
-    """What the summary and figures need besides the data: method order, the accuracy target
-    (with the resolved `compare_to`) and the legend note of the target line."""
-    target = {**config["target"], "compare_to": get_compare_to()}
-    if target["p_at_1"] is not None:
-        note = "target (absolute)"
-    else:
-        note = f"target: {target['fraction']:.0%} of {target['reference']}'s best P@1"
-    return {"methods": list(config["methods"]), "target": target, "target_note": note}
+    """What the summary, headline and figures need besides the data: the method order and the
+    `target` section (headline method, peers, levels, headline level)."""
+    return {"methods": list(config["methods"]), "target": dict(config["target"])}

@@ -5,6 +5,8 @@ rule plot_dataset:
     input:
         curves="results/curves.csv",
         summary="results/summary.csv",
+        headline="results/headline.csv",
+        levels="results/time-to-level.csv",
     output:
         **{
             f"{figure.replace('-', '_')}_png": report(

@@ -48,3 +48,39 @@ rule environment:
         "../envs/report.yaml"
     script:
         "../scripts/environment.py"
+
+
+rule headline:
+    input:
+        curves="results/curves.csv",
+        summary="results/summary.csv",
+    output:
+        headline=report(
+            "results/headline.csv",
+            caption="../report/headline.rst",
+            category="Headline",
+            labels={"table": "SLIDE against each peer"},
+        ),
+        ratios=report(
+            "results/headline-levels.csv",
+            caption="../report/headline-levels.rst",
+            category="Headline",
+            labels={"table": "ratios at every level"},
+        ),
+        levels=report(
+            "results/time-to-level.csv",
+            caption="../report/time-to-level.rst",
+            category="Headline",
+            labels={"table": "time to every level"},
+        ),
+    params:
+        settings=get_plot_settings(),
+    log:
+        "results/logs/headline.log",
+    benchmark:
+        "results/benchmarks/headline.tsv"
+    threads: 1
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/headline.py"
