@@ -135,3 +135,21 @@ def test_unwritable_output_path_is_a_clear_error(data, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="cannot write"):
         run(SoftmaxRegression(), train, test, _settings(), blocker / "c.csv", {})
+
+
+def test_time_cadence_evaluates_once_per_interval_of_training_seconds(data, tmp_path):
+    train, test = data
+    out = tmp_path / "curve.csv"
+    every = 0.01
+    res = run(SoftmaxRegression(), train, test,
+              _settings(epochs=1000, eval_every=None, eval_every_s=every, time_budget_s=0.1), out,
+              {"lr": 0.5, "adam": "lazy"})
+    subset = pd.read_csv(out).query("eval_set == 'subset'")
+    t = subset["train_seconds"].to_numpy()[1:]  # after the untrained row
+    # each evaluation is the first step past a new multiple of the interval: no interval is
+    # evaluated twice, and epoch ends (19 batches each) are not evaluation points
+    assert (np.diff(np.floor(t[:-1] / every)) >= 1).all()
+    assert len(t) <= res.train_seconds / every + 2
+    assert res.iterations > len(t)
+    # the sidecar records the optimiser shared by the comparison
+    assert read_sidecar(out.with_suffix(".json"))["optimizer"] == {"lr": 0.5, "adam": "lazy"}

@@ -63,12 +63,31 @@ def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
     proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/config.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines()
-                if "slide-mongoose-cpu-t2-s1/curve.csv" in ln and "python -m slide_engine" in ln)
+                if "slide-uniform-cpu-t2-s1/curve.csv" in ln and "python -m slide_engine" in ln)
     for flag in ("--threads 2", "--seed 1", "--dataset-name synthetic",
-                 "--set output.hash.mongoose.learn=true", "--set run.batch_size=128"):
+                 "--set output.hash.policy=random", "--set run.batch_size=128",
+                 "--set adam=lazy", "--set lr=0.005", "--time-budget 20",
+                 "--set run.eval_every=null", "--set run.eval_every_s=1.0"):
         assert flag in line
     # the engine writes outside the declared outputs (checkpoints survive a killed job)
-    assert "--out results/checkpoints/synthetic/slide-mongoose-cpu-t2-s1/curve.csv" in line
+    assert "--out results/checkpoints/synthetic/slide-uniform-cpu-t2-s1/curve.csv" in line
+
+
+def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path):
+    def dense_for_one(config):
+        config["optimizer"] = {"adam": "dense", "lr": 0.02}
+        config["methods"]["tf-full"]["set"] = {"adam": "lazy"}
+
+    proc = snakemake("-n", "-p", "--forceall", "--configfile",
+                     str(write_config(tmp_path, dense_for_one)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
+    assert commands
+    for line in commands:
+        # the method's own setting comes last, so it wins over the shared rule
+        want = "--set adam=lazy" if "--model full" in line else "--set adam=dense"
+        assert line.split("--set adam=")[-1].split()[0] == want.split("=")[-1], line
+        assert "--set lr=0.02" in line
 
 
 @pytest.mark.parametrize("configfile", CONFIGS)
@@ -91,12 +110,13 @@ def test_amazon670k_like_run_plans_its_subset_eval_cadence_and_ratio_baselines()
     assert len(commands) == len(config["methods"]) * len(config["grid"]["seeds"])
     for method, spec in config["methods"].items():
         line = next(ln for ln in commands if f"/{method}-cpu-t2-s0/curve.csv" in ln)
-        every = spec.get("eval_every") or config["budget"]["eval_every"]
-        assert f"--eval-every {every} " in line
+        assert spec.get("eval_every") is None and config["budget"]["eval_every"] is None
+        assert "--set run.eval_every=null" in line and "--set run.eval_every_s=20" in line
         assert f"--time-budget {config['budget']['time_budget']}" in line
+        assert "--set adam=lazy" in line  # one optimiser for every method
 
 
-def test_a_method_eval_every_overrides_the_budget_and_compare_to_names_methods(tmp_path):
+def test_a_method_eval_every_overrides_the_budget_and_peers_name_methods(tmp_path):
     def per_method(config):
         config["methods"]["tf-full"]["eval_every"] = 3
 
@@ -109,11 +129,11 @@ def test_a_method_eval_every_overrides_the_budget_and_compare_to_names_methods(t
     assert slide and all("--eval-every 10 " in ln for ln in slide)
 
     def unknown(config):
-        config["target"]["compare_to"] = ["tf-sampled-5pct"]
+        config["target"]["peers"] = ["tf-sampled-5pct"]
 
     proc = snakemake("-n", "--configfile", str(write_config(tmp_path, unknown)))
     assert proc.returncode != 0
-    assert "target.compare_to names 'tf-sampled-5pct', which is not a method" in (
+    assert "target.peers names 'tf-sampled-5pct', which is not a method" in (
         proc.stdout + proc.stderr)
 
 
@@ -140,8 +160,11 @@ def write_config(tmp_path: Path, change) -> Path:
          r"dataset 'both' must set exactly one of registry, synthetic, train"),
         (lambda c: c["datasets"].update(half={"train": "a.txt"}),
          r"dataset 'half' must set both train and test"),
-        (lambda c: c["target"].update(reference="tf-fulll"),
-         r"target.reference 'tf-fulll' is not a method of this config"),
+        (lambda c: c["target"].update(method="slid"),
+         r"target.method 'slid' is not a method of this config"),
+        (lambda c: c["target"].update(headline=0.8),
+         r"target.headline 0.8 is not one of target.levels"),
+        (lambda c: c.update(optimizer={"adam": "sparse"}), r"'sparse' is not one of"),
     ],
 )
 def test_invalid_configs_fail_with_a_clear_message(tmp_path, change, message):
@@ -152,14 +175,16 @@ def test_invalid_configs_fail_with_a_clear_message(tmp_path, change, message):
 
 def test_schema_fills_defaults_of_omitted_sections(tmp_path):
     def minimal(config):
-        for key in ("grid", "budget", "target"):
+        for key in ("grid", "budget", "target", "optimizer"):
             config.pop(key)
-        config["target"] = {"p_at_1": 0.2}
 
     proc = snakemake("-n", "-p", "--forceall", "--configfile", str(write_config(tmp_path, minimal)))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # defaults: cpu, 1 thread, seed 0, 1 epoch, eval every 50 iterations, batch 128
+    # defaults: cpu, 1 thread, seed 0, 60 training seconds (1000 epochs at most), eval every 50
+    # iterations, batch 128, lazy Adam
     counts = job_counts(proc.stdout)
-    assert counts["train_cpu"] == 3 * 3
-    assert "--threads 1 --seed 0 --epochs 1 --eval-every 50" in proc.stdout
+    assert counts["train_cpu"] == 4 * 3
+    assert "--threads 1 --seed 0 --epochs 1000 --dataset-name" in proc.stdout
+    assert "--eval-every 50" in proc.stdout and "--set adam=lazy" in proc.stdout
+    assert "--time-budget 60 " in proc.stdout
     assert "--set run.batch_size=128" in proc.stdout

@@ -12,13 +12,11 @@ from slide_engine.report.series import (
     band_over_runs,
     headline_runs,
     method_styles,
-    ratio_lines,
     scaling_table,
     series_label,
     speedup,
     time_to_target,
     time_to_target_over_seeds,
-    time_to_target_ratios,
 )
 
 
@@ -171,83 +169,60 @@ def ratio_summary():
     return frame
 
 
-def test_time_to_target_ratios_by_hand():
-    table = time_to_target_ratios(ratio_summary(), ["tf-full", "tf-sampled-10pct"])
-    table = table.set_index("method")
-    # medians over the two 2-thread seeds: slide 25, tf-full 400, sampled 100
-    assert table.loc["slide", "time_to_target_s"] == 25.0
-    assert table.loc["slide", "threads"] == 2 and table.loc["slide", "n_runs"] == 2
-    assert table.loc["slide", "tf-full"] == pytest.approx(16.0)
-    assert table.loc["slide", "tf-sampled-10pct"] == pytest.approx(4.0)
-    assert table.loc["tf-full", "tf-full"] == pytest.approx(1.0)
-    assert table.loc["tf-sampled-10pct", "tf-full"] == pytest.approx(4.0)
-    assert table.loc["tf-full", "tf-sampled-10pct"] == pytest.approx(0.25)
-    # one seed of slide-dwta never reached the target: no time, no ratio
-    assert table.loc["slide-dwta", "n_reached"] == 1
-    assert math.isnan(table.loc["slide-dwta", "time_to_target_s"])
-    assert math.isnan(table.loc["slide-dwta", "tf-full"])
-    assert table.loc["slide-dwta", "best_p_at_1"] == 0.25
-    assert bool(table.loc["tf-gpu", "failed"]) and not bool(table.loc["slide", "failed"])
-
-
-def test_time_to_target_ratios_without_the_baseline_are_nan():
-    summary = ratio_summary()
-    table = time_to_target_ratios(summary[summary["method"] != "tf-full"], ["tf-full"])
-    assert table["tf-full"].isna().all()
-    assert time_to_target_ratios(summary.iloc[:0], ["tf-full"]).empty
-
-
-BASELINES = ["tf-full", "tf-sampled-10pct"]
-
-
-def test_ratio_lines_give_time_and_speedups_or_say_why_not():
-    table = time_to_target_ratios(ratio_summary(), ["tf-full", "tf-sampled-10pct"])
-    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
-    assert lines["slide"] == "25 s | tf-full/slide 16x | tf-sampled-10pct/slide 4x"
-    assert lines["tf-full"] == "400 s | tf-sampled-10pct/tf-full 0.25x"
-    assert lines["tf-sampled-10pct"] == "100 s | tf-full/tf-sampled-10pct 4x"
-    assert lines["slide-dwta"] == "not reached by 1 of 2 seeds (best P@1 0.250)"
-    assert lines["tf-gpu"] == "failed"
-    # a baseline that never reached the target leaves the ratio undefined
-    never = ratio_summary()
-    never.loc[never["method"] == "tf-sampled-10pct", "time_to_target_s"] = math.nan
-    table = time_to_target_ratios(never, ["tf-full", "tf-sampled-10pct"])
-    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
-    assert lines["slide"] == "25 s | tf-full/slide 16x | tf-sampled-10pct/slide n/a"
-    assert lines["tf-sampled-10pct"] == "not reached (best P@1 0.220)"
-    # ... unless it is known how long the baseline trained without getting there: a lower bound
-    table = time_to_target_ratios(never.assign(train_seconds=480.0), BASELINES)
-    assert table.set_index("method").loc["slide", "tf-sampled-10pct >"] == pytest.approx(19.2)
-    assert math.isnan(table.set_index("method").loc["slide-dwta", "tf-sampled-10pct >"])
-    lines = dict(line.split(": ", 1) for line in ratio_lines(table, BASELINES))
-    assert lines["slide"] == ("25 s | tf-full/slide 16x | "
-                              "tf-sampled-10pct/slide > 19x (not reached in 480 s)")
-    # several devices: the method is named with its device, as in the legend
-    gpu = ratio_summary().assign(device="gpu")
-    both = time_to_target_ratios(pd.concat([ratio_summary(), gpu]), ["tf-full"])
-    assert "slide (gpu): 25 s | tf-full/slide 16x" in ratio_lines(both, ["tf-full"], ["cpu", "gpu"])
-
-
-def test_convergence_time_figure_draws_the_target_and_writes_the_ratios_under_the_axes():
+def test_convergence_time_figure_draws_the_level_and_writes_the_verdicts_under_the_axes():
     from slide_engine.report.figures import convergence_figure
 
     summary = ratio_summary()
     summary = summary[summary["method"].isin(["slide", "tf-full"])].assign(
-        dataset="x", reason="", target_p_at_1=0.19)
+        dataset="x", reason="", target_p_at_1=0.19, adam="lazy")
     curves = pd.DataFrame(
         [dict(method=m, device="cpu", threads=2, seed=s, eval_set="subset", iteration=i,
               train_seconds=i * (1.0 if m == "slide" else 10.0), p_at_1=0.0005 * i)
          for m in ("slide", "tf-full") for s in (0, 1) for i in range(0, 401, 50)])
     styles = method_styles(["slide", "tf-full"])
-    fig = convergence_figure(curves, summary, styles, "x", "train_seconds", "target", ["tf-full"])
+    verdicts = ["tf-full: slide reached P@1 0.19 16x sooner than tf-full"]
+    fig = convergence_figure(curves, summary, styles, "x", "train_seconds", verdicts)
     main, box = fig.axes
-    text = box.texts[0].get_text()
-    assert "P@1 >= 0.190" in text and "slide: 25 s | tf-full/slide 16x" in text
-    assert any(line.get_ydata()[0] == 0.19 for line in main.lines)  # the target line
-    assert "target = 0.190" in [t.get_text() for t in main.get_legend().get_texts()]
-    # against iterations: target line, no box
-    fig = convergence_figure(curves, summary, styles, "x", "iteration", "target", ["tf-full"])
+    assert "16x sooner than tf-full" in box.texts[0].get_text()
+    assert any(line.get_ydata()[0] == 0.19 for line in main.lines)  # the level line
+    assert "headline level = 0.190" in [t.get_text() for t in main.get_legend().get_texts()]
+    # the median time to the level of each method whose seeds all got there: slide 25 s
+    assert [ln.get_xdata()[0] for ln in main.lines if ln.get_linestyle() == ":"] == [25.0, 400.0]
+    assert "lazy Adam, every method" in main.get_title()
+    # against iterations: the level line, no box
+    fig = convergence_figure(curves, summary, styles, "x", "iteration")
     assert len(fig.axes) == 1
+
+
+def test_optimizer_note_names_one_mode_or_each_mode_with_its_methods():
+    from slide_engine.report.figures import optimizer_note
+
+    same = pd.DataFrame({"method": ["slide", "tf-full"], "adam": ["lazy", "lazy"]})
+    assert optimizer_note(same) == "lazy Adam, every method"
+    mixed = pd.DataFrame({"method": ["slide", "tf-full", "tf-x"],
+                          "adam": ["lazy", "dense", "dense"]})
+    assert optimizer_note(mixed) == "dense Adam: tf-full, tf-x; lazy Adam: slide"
+
+
+def test_time_to_accuracy_figure_draws_one_line_per_method_against_the_level():
+    from slide_engine.report.figures import time_to_accuracy_figure
+
+    levels = pd.DataFrame([
+        dict(dataset="x", method=m, device="cpu", threads=2, adam="lazy", level=lv,
+             level_p1=lv * 0.5, n_runs=2, n_reached=2 if t == t else 1, time_median_s=t,
+             time_min_s=t, time_max_s=t, best_p1=0.5, train_seconds=20.0)
+        for m, times in (("slide", (2.0, 5.0)), ("tf-full", (8.0, math.nan)))
+        for lv, t in zip((0.5, 0.9), times, strict=True)])
+    summary = pd.DataFrame({"method": ["slide", "tf-full"], "device": "cpu", "adam": "lazy",
+                            "status": "timeout", "reason": ""})
+    fig = time_to_accuracy_figure(levels, summary, method_styles(["slide", "tf-full"]), "x")
+    ax = fig.axes[0]
+    drawn = {tuple(ln.get_xdata()): tuple(ln.get_ydata()) for ln in ax.lines
+             if len(ln.get_xdata())}
+    assert drawn[(0.25, 0.45)] == (2.0, 5.0)  # slide reached both levels
+    assert drawn[(0.25,)] == (8.0,)  # tf-full only the first
+    assert drawn[(0.45,)] == pytest.approx((21.0,))  # ... and is marked missing at the top
+    assert "1/2" in [t.get_text() for t in ax.texts]
 
 
 def test_sampling_figure_draws_each_slide_run_and_skips_the_dense_baselines():

@@ -148,7 +148,7 @@ def level_table(summary: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LEVEL_COLUMNS))
 
 
-def _seed_ratio(t_peer: float, t_slide: float) -> float:
+def tta_ratio(t_peer: float, t_slide: float) -> float:
     """Peer's time over SLIDE's for one seed: inf when only SLIDE reached, 0 when only the peer
     did, NaN when neither did (or SLIDE's time is 0: met before any step)."""
     slide_ok, peer_ok = np.isfinite(t_slide), np.isfinite(t_peer)
@@ -227,7 +227,18 @@ def headline(
     slide_t = run_times(method, "cpu" if "cpu" in set(mine["device"]) else mine["device"].iloc[0],
                         slide_threads)
     slide_runs = mine.set_index("seed")
+    failed = summary[summary["status"] == "failed"]
     for peer in peers:
+        # a peer that could not run (e.g. no GPU) keeps its row: the headline says why
+        for device, rows in failed[failed["method"] == peer].groupby("device", sort=False):
+            if ((runs["method"] == peer) & (runs["device"] == device)).any():
+                continue
+            head_rows.append(dict(
+                dataset=dataset, peer=_name(peer, device, list(summary["device"].unique())),
+                step_time_ratio=math.nan, tta_ratio_median=math.nan, tta_ratio_min=math.nan,
+                tta_ratio_max=math.nan, best_p1_diff=math.nan, final_p1_diff=math.nan,
+                verdict=f"{peer} did not run: {rows['reason'].iloc[0]}.",
+            ))
         for device, peer_runs in runs[runs["method"] == peer].groupby("device", sort=False):
             threads = int(peer_runs["threads"].iloc[0])
             peer_t = run_times(peer, device, threads)
@@ -240,7 +251,7 @@ def headline(
             for level in levels:
                 s_at = slide_t[slide_t["level"] == level].set_index("seed")["time_s"]
                 p_at = peer_t[peer_t["level"] == level].set_index("seed")["time_s"]
-                ratios = [_seed_ratio(float(p_at.get(s, math.nan)), float(s_at.get(s, math.nan)))
+                ratios = [tta_ratio(float(p_at.get(s, math.nan)), float(s_at.get(s, math.nan)))
                           for s in seeds]
                 s_times = [float(s_at.get(s, math.nan)) for s in seeds]
                 p_times = [float(p_at.get(s, math.nan)) for s in seeds]
