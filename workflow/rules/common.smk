@@ -185,7 +185,7 @@ def get_train_command(wildcards):
         "run.batch_size": budget["batch_size"],
         "run.eval_points": budget["eval_points"],
         **get_optimizer_settings(),
-        **spec["set"],  # a method's own `set` overrides the shared optimiser rule
+        **spec["set"],  # a method's own `set` overrides the shared optimiser
     }
     if budget["eval_every_s"] is not None:
         settings["run.eval_every_s"] = budget["eval_every_s"]
@@ -195,8 +195,8 @@ def get_train_command(wildcards):
 
 
 def get_optimizer_settings():
-    """The shared optimiser rule as engine settings: `optimizer.adam` (and `optimizer.lr` when
-    set) for every method of the grid; a method's `set` may override them explicitly."""
+    """Engine settings of the optimiser shared by every method of the grid, `optimizer.adam`
+    (and `optimizer.lr` when set); a method's `set` may override them explicitly."""
     shared = config["optimizer"]
     settings = {"adam": shared["adam"]}
     if shared["lr"] is not None:
