@@ -110,3 +110,19 @@ def test_slide_without_a_successful_run_gives_no_headline():
     head, ratios, levels = headline_tables(curves, pd.DataFrame([tf, failed]), SETTINGS)
     assert head.empty and ratios.empty
     assert set(levels["method"]) == {"tf-full"}
+
+
+def test_seeds_that_disagree_are_counted_and_the_median_ratio_decides():
+    head, _, _ = tables(
+        run_rows("slide", 0, [(0, 0.0), (10, 0.5)], 100, 0.5),
+        run_rows("slide", 1, [(0, 0.0), (20, 0.4)], 100, 0.4),
+        run_rows("tf-full", 0, [(0, 0.0), (5, 0.5)], 50, 0.5),
+        run_rows("tf-full", 1, [(0, 0.0), (6, 0.46)], 50, 0.46),
+    )
+    row = head.iloc[0]
+    # seed 0: 5/10 = 0.5; seed 1: only tf-full reached 0.45 -> 0
+    assert (row["tta_ratio_median"], row["tta_ratio_min"], row["tta_ratio_max"]) == \
+        pytest.approx((0.25, 0.0, 0.5))
+    assert row["verdict"].startswith(
+        "P@1 0.45 (90% of the grid's best) was reached in 1 of 2 seeds by slide and 2 by "
+        "tf-full; tf-full sooner (peer/slide time median 0.25x, 0x-0.5x over seeds)")

@@ -329,8 +329,24 @@ def _clause(method: str, peer: str, row: Mapping[str, Any], budget: float) -> st
                 f"{method} never did in its training budget")
     if row["slide_reached"] == 0 and row["peer_reached"] == 0:
         return f"neither {method} nor {peer} reached P@1 {p1:.3g} ({pct})"
-    return (f"P@1 {p1:.3g} ({pct}) was reached in {row['slide_reached']} of {row['n_seeds']} "
-            f"seeds by {method} and {row['peer_reached']} by {peer}")
+    reached = (f"P@1 {p1:.3g} ({pct}) was reached in {row['slide_reached']} of "
+               f"{row['n_seeds']} seeds by {method} and {row['peer_reached']} by {peer}")
+    if not np.isfinite(ratio) and ratio != math.inf:
+        return reached
+    if ratio == math.inf or ratio > 1:
+        return f"{reached}; {method} sooner (peer/{method} time {_ratio_range(row)})"
+    if ratio < 1:
+        return f"{reached}; {peer} sooner (peer/{method} time {_ratio_range(row)})"
+    return f"{reached}; a tie over the seeds (peer/{method} time {_ratio_range(row)})"
+
+
+def _ratio_range(row: Mapping[str, Any]) -> str:
+    """``median 0.35x, 0-0.7x over seeds`` (``inf``: only SLIDE got there in that seed)."""
+    def show(v: float) -> str:
+        return "inf" if v == math.inf else f"{v:.2g}x"
+
+    return (f"median {show(row['tta_ratio_median'])}, {show(row['tta_ratio_min'])}-"
+            f"{show(row['tta_ratio_max'])} over seeds")
 
 
 def _winner(row: Mapping[str, Any]) -> str | None:
