@@ -291,7 +291,8 @@ def thread_scaling_figure(
     right.set_ylabel("speed-up over the smallest thread count (x)")
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle(f"{dataset}: thread scaling of training time", fontsize=10)
+    fig.suptitle(f"{dataset}: thread scaling of training time ({optimizer_note(summary)})",
+                 fontsize=10)
     return fig
 
 
