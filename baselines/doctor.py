@@ -38,6 +38,7 @@ from baselines.device import (
     resolve_device,
 )
 from baselines.placement import PlacedOp, PlacementReport, capture, check
+from baselines.samplers import sample_candidates
 from baselines.stderr import held_stderr
 from baselines.trainable import TFSoftmaxTrainable
 from slide_engine.data import generate
@@ -77,6 +78,10 @@ class StepCheck:
         Median wall time of the checked steps (a tiny set: not a benchmark).
     nodes : list of baselines.placement.PlacedOp
         Every executed node and its device (warm-up and steps).
+    same_draws : bool or None
+        Sampled softmax: whether the device's generator draws the same classes as the CPU's
+        from the same state (if not, the losses cannot agree; TensorFlow's Philox kernels are
+        meant to agree across CPU and GPU). None for full softmax.
     """
 
     model: str
@@ -87,6 +92,7 @@ class StepCheck:
     placement: PlacementReport
     ms_per_step: float
     nodes: list[PlacedOp]
+    same_draws: bool | None = None
 
     @property
     def reference_rel(self) -> float | None:
@@ -191,8 +197,20 @@ def run_check(model_kind: str, device: str, steps: int, seed: int = 0) -> StepCh
     if model_kind == "full":
         exact = numpy_full_softmax_loss(state, train, batches[0])
         oracle = abs(losses[0] - exact) / abs(exact)
+    same = _same_draws(model, state) if model_kind == "sampled" else None
     return StepCheck(model_kind, model.tf_device, losses, reference, oracle,
-                     check(nodes, model.tf_device), ms, nodes)
+                     check(nodes, model.tf_device), ms, nodes, same)
+
+
+def _same_draws(model: TFSoftmaxTrainable, state: dict[str, np.ndarray]) -> bool:
+    """Do the model's device and the CPU draw the same sampled classes from generator state
+    ``state["rng/state"]``?"""
+    draws = []
+    for device in (model.tf_device, "/CPU:0"):
+        with tf.device(device):
+            gen = tf.random.Generator.from_state(state["rng/state"], model._gen.algorithm)
+            draws.append(np.sort(sample_candidates(gen, model._log_p, model._n_sampled).numpy()))
+    return bool(np.array_equal(*draws))
 
 
 def _build_line(info: dict[str, str]) -> str:
@@ -279,6 +297,9 @@ def run(device: str = "auto", steps: int = 5, seed: int = 0, log_placement: bool
         if result.reference is not None:
             out(f"  loss vs the CPU run: max relative difference {result.reference_rel:.2e} "
                 f"(tolerance {GPU_RTOL:.0e})")
+        if result.same_draws is not None:
+            out(f"  sampled classes drawn on {result.placement.device} and on CPU:0 from one "
+                f"generator state: {'identical' if result.same_draws else 'DIFFERENT'}")
         if result.oracle_rel is not None:
             out(f"  first loss vs NumPy float64: relative difference {result.oracle_rel:.2e} "
                 f"(tolerance {ORACLE_RTOL:.0e})")

@@ -270,4 +270,5 @@ def test_doctor_on_the_cpu_device_checks_placement_and_losses():
     for category in CATEGORIES:
         assert out.count(f"placement: {category:10s}") == 2
     assert "MISPLACED" not in out and "first loss vs NumPy float64" in out
+    assert "from one generator state: identical" in out
     assert out.splitlines()[-1].startswith("doctor: OK (CPU:0 runs")
