@@ -68,13 +68,14 @@ MONGOOSE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=HashConfi
 HOGWILD = SlideConfig(lr=1e-3, accumulate="hogwild", output=CONFIG.output)
 
 
-# the top-up as a run of one permutation shared by the batch (its offset travels with the state)
-SHARED = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=dataclasses.replace(
-    HASH, topup="shared")))
+# CONFIG tops up from a run of one permutation shared by the batch (the default; its offset
+# travels with the state); this one draws each sample's top-up (per-thread RNG streams)
+PER_SAMPLE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=dataclasses.replace(
+    HASH, topup="per-sample")))
 
 
-@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD, SHARED],
-                         ids=["reference", "mongoose", "hogwild", "shared-topup"])
+@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD, PER_SAMPLE],
+                         ids=["reference", "mongoose", "hogwild", "per-sample-topup"])
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
     net, _ = trained(train, 6, config)

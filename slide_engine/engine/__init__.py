@@ -17,7 +17,7 @@ API::
                 adam="lazy", accumulate="auto", eval_chunk_mb=256)
     HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
                replacement="fifo", insert_order="random", packing="concat", bin_size=8,
-               policy="union", min_active=1000, center_tables=0, threshold=2,
+               policy="union", min_active=1000, topup="shared", center_tables=0, threshold=2,
                schedule="reference", rebuild_every_samples=6400,
                redraw_every_samples=128000, decay_first_samples=6400, decay_growth=1.5,
                mongoose=MongooseConfig())
@@ -56,7 +56,11 @@ Design decisions (see the modules for detail):
 - Hashing (:mod:`~slide_engine.engine.sampling` over :mod:`slide_engine.lsh`): the generic
   default is the paper's Delicious setting, SimHash K=9, L=50 (works on any dense input without
   tuning; 512 buckets are addressable); the Amazon setting is ``family=dwta, k=6, l=50,
-  n_buckets=262144``. ``union`` tops up to ``min_active`` (1,000) random neurons.
+  n_buckets=262144``. ``union`` tops up to ``min_active`` (1,000) random neurons, by default
+  a run of one fixed permutation shared by the batch (``topup="shared"``, as the reference;
+  ``"per-sample"`` draws for each sample). Tables are filled in a seeded random order
+  (``insert_order``), packed codes wider than the bucket index are folded by a mixing hash, and
+  the rebuild/redraw intervals count samples (the reference's 6,400 / 128,000).
 - Centred queries (``center_tables``, training only, default off): ReLU activations can collapse
   onto one direction early in training, so every sample of a batch hashes to the same buckets;
   the last ``center_tables`` tables are then probed with the query minus the batch's mean query

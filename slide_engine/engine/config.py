@@ -42,11 +42,13 @@ class HashConfig:
     #: union: top up to this many active neurons (the reference's ~1000); vanilla, topk-count,
     #: random, exact-topk: the active budget (labels included)
     min_active: int = 1000
-    #: union: how the shortfall to ``min_active`` is filled: "shared", a run of one fixed random
-    #: permutation of the neurons from an offset drawn per batch (the reference's way: the
-    #: samples of a batch share most of their top-up neurons, so a batch touches few distinct
-    #: rows), or "per-sample", uniform draws for each sample
-    topup: Literal["shared", "per-sample"] = "per-sample"
+    #: union: how the shortfall to ``min_active`` is filled: "shared" (default), a run of one
+    #: fixed random permutation of the neurons from an offset drawn per batch (the reference's
+    #: way: the samples of a batch share most of their top-up neurons), or "per-sample", uniform
+    #: draws for each sample. Measured (docs/journal/2026-12-05-lsh-tables.md): late in the
+    #: Amazon-shaped run, where the top-up binds, shared touches 15 % fewer distinct rows per
+    #: batch and a step costs 6 % less; steps to the target P@1 and the Bibtex P@1 are the same
+    topup: Literal["shared", "per-sample"] = "shared"
     #: training only: probe the last this many of the L tables with the query minus the batch's
     #: mean query, the others with the query itself (0: the paper's hashing). ReLU activations
     #: share a large common component (a collapsed hidden layer: every query in a batch nearly
