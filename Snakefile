@@ -19,6 +19,13 @@ include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
 
 
+# Under a cluster executor (profiles/slurm) these run on the submitting host instead of as
+# cluster jobs: they only read the aggregated tables and draw figures, in seconds.
+localrules:
+    aggregate,
+    plot_dataset,
+
+
 rule all:
     input:
         get_final_outputs(),

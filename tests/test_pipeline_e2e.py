@@ -10,19 +10,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _pipeline import REPO, absolute_config, run_snakemake, snakemake_argv
 
 from slide_engine.data import load_npz
 
-REPO = Path(__file__).resolve().parents[1]
-CI_CONFIG = REPO / "config" / "ci" / "config.yaml"
 FIGURES = (
     "convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling",
 )
@@ -30,38 +27,11 @@ FIGURES = (
 pytestmark = pytest.mark.slow
 
 
-def snakemake_argv(workdir: Path, configfile: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(configfile), *args]
-
-
-def run_snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(snakemake_argv(workdir, configfile, *args), cwd=REPO,
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    return proc
-
-
-def absolute_config(tmp: Path, change=None) -> Path:
-    """The CI config with its local paths made absolute (the run's working dir is elsewhere)."""
-    config = yaml.safe_load(CI_CONFIG.read_text())
-    for entry in config["datasets"].values():
-        for key in ("zip", "train", "test"):
-            if key in entry:
-                entry[key] = str((REPO / entry[key]).resolve())
-    if change is not None:
-        change(config)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture(scope="module")
-def ci_run(tmp_path_factory):
-    """Run the CI config once, then build the report; returns (workdir, config)."""
-    work = tmp_path_factory.mktemp("ci-run")
-    configfile = absolute_config(work)
-    run_snakemake(work, configfile, "--cores", "2")
+def ci_run(ci_local_run):
+    """The CI config run once (shared with the SLURM test), then the report; returns
+    (workdir, config)."""
+    work, configfile = ci_local_run
     run_snakemake(work, configfile, "--report", str(work / "results" / "report.html"))
     return work, yaml.safe_load(configfile.read_text())
 

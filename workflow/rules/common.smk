@@ -1,5 +1,6 @@
 # Helpers of the pipeline: config validation, the run grid, paths and per-rule parameters.
 # Rules call only the get_* functions below; nothing here runs a job.
+import math
 import re
 import shlex
 
@@ -157,6 +158,17 @@ def get_dataset_spec(wildcards):
 def get_train_threads(wildcards):
     """A training job holds exactly the cores it trains with."""
     return int(wildcards.threads)
+
+
+def get_train_runtime(wildcards, attempt):
+    """Wall-time request of a training job in minutes (the `runtime` resource a cluster executor
+    submits, e.g. SLURM's --time): twice `budget.time_budget` (it counts optimiser steps only;
+    start-up, evaluation and checkpoints come on top) plus 30 minutes, 24 hours without a time
+    budget; doubled on each retry. A run killed at its wall time resumes from its checkpoint on
+    the retry, so the budget is not lost, only the time since the last checkpoint."""
+    budget = config["budget"]["time_budget"]
+    minutes = 24 * 60 if budget is None else 30 + math.ceil(2 * budget / 60)
+    return minutes * 2 ** (attempt - 1)
 
 
 def get_train_command(wildcards):

@@ -1,5 +1,7 @@
 # Training: one job per grid point. Timed jobs hold the `timed_slot` resource (profiles/default
-# allows one at a time) and exactly their thread count, so no two timed runs share the machine.
+# allows one at a time) and exactly their thread count, so no two timed runs share the machine
+# (on SLURM, profiles/slurm gives each its own node instead). `runtime` (minutes, the cluster's
+# wall-time request) follows the config's time budget.
 # GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool;
 # their environment adds TensorFlow's CUDA libraries (the same `tensorflow` build as CPU runs).
 # The engine writes into results/checkpoints/ (not a declared output, so a killed job keeps its
@@ -27,6 +29,7 @@ rule train_cpu:
     threads: get_train_threads
     resources:
         timed_slot=1,
+        runtime=get_train_runtime,
     conda:
         "../envs/train.yaml"
     shell:
@@ -47,4 +50,5 @@ use rule train_cpu as train_gpu with:
         "../envs/train-gpu.yaml"
     resources:
         timed_slot=1,
+        runtime=get_train_runtime,
         gpu=1,
