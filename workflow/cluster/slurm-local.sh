@@ -163,6 +163,8 @@ AccountingStorageEnforce=associations
 AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 MinJobAge=300
+# \`stop\` lowers this to 1 so that SLURM commands fail at once while the cluster is down.
+MessageTimeout=10
 $([ -n "$gpus" ] && echo "GresTypes=gpu")
 $(node_line "$gpus")
 PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
@@ -323,6 +325,13 @@ stop() {
     stop_pid "$RUN/slurmctld.pid" slurmctld
     stop_pid "$RUN/slurmdbd.pid" slurmdbd
     stop_pid "$DB_RUN/mariadb.pid" mariadbd
+    # While the cluster is down, SLURM commands fail at once instead of retrying for
+    # MessageTimeout seconds: the SLURM executor plugin runs `scontrol show config` whenever
+    # Snakemake loads it, so every snakemake command on this host would wait 10 s otherwise.
+    if [ -f "$CONF_DIR/slurm.conf" ]; then
+        sed -i '/^MessageTimeout=/d' "$CONF_DIR/slurm.conf"
+        echo "MessageTimeout=1" >>"$CONF_DIR/slurm.conf"
+    fi
     # munged only if this script started it (a host's own munged may serve others)
     if [ -f "$RUN/munged.ours" ]; then
         stop_pid /run/munge/munged.pid munged
