@@ -1,6 +1,6 @@
 # The benchmark pipeline: prepare datasets, train every grid point, aggregate, plot, report.
 # Experiment settings: config/config.yaml (schema: workflow/schemas/config.schema.yaml).
-# Runtime settings: profiles/default (used automatically), profiles/slurm, profiles/kubernetes.
+# Runtime settings: profiles/default (used automatically), profiles/slurm (a SLURM cluster).
 from snakemake.utils import min_version
 
 min_version("8.20")
