@@ -131,6 +131,17 @@ write_config() {
     mkdir -p "$CONF_DIR" "$LOG" "$RUN" "$STATE/ctld" "$STATE/slurmd"
     chown slurm:slurm "$LOG" "$STATE/ctld"
     chmod 755 "$RUN"
+    # Job processes are tracked in a cgroup (v1 freezer) where the host has one, so that a
+    # cancelled or requeued job leaves no orphan behind; otherwise through /proc.
+    local proctrack=proctrack/linuxproc proctrack_note="No cgroup v1 freezer here: job processes tracked through /proc."
+    if [ -d /sys/fs/cgroup/freezer ]; then
+        proctrack=proctrack/cgroup
+        proctrack_note="Every process of a job in its cgroup: cancelling or requeueing a job ends them all."
+        printf '%s\nCgroupPlugin=cgroup/v1\nCgroupAutomount=yes\nConstrainCores=no\nConstrainRAMSpace=no\n' \
+            "$MARKER" >"$CONF_DIR/cgroup.conf"
+    else
+        rm -f "$CONF_DIR/cgroup.conf"
+    fi
     tmp=$(mktemp)
     cat >"$tmp" <<EOF
 $MARKER (edits are overwritten).
@@ -145,8 +156,8 @@ SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd.pid
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmdLogFile=$LOG/slurmd.log
-# No cgroups: track job processes through /proc (works in containers too).
-ProctrackType=proctrack/linuxproc
+# $proctrack_note
+ProctrackType=$proctrack
 TaskPlugin=task/none
 MpiDefault=none
 ReturnToService=2
@@ -163,6 +174,8 @@ AccountingStorageEnforce=associations
 AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 MinJobAge=300
+# A cancelled, requeued or preempted job gets SIGTERM, then SIGKILL after this many seconds.
+KillWait=5
 # \`stop\` lowers this to 1 so that SLURM commands fail at once while the cluster is down.
 MessageTimeout=10
 $([ -n "$gpus" ] && echo "GresTypes=gpu")
@@ -340,14 +353,24 @@ stop() {
     say "stopped"
 }
 
+# What the configuration is made from: this script and the host's hardware.
+config_stamp() {
+    { sha256sum "$0" | cut -d' ' -f1; slurmd -C | head -n 1; gpu_count; } | sha256sum | cut -d' ' -f1
+}
+
 start() {
     check_host
     install_packages
     if status >/dev/null 2>&1; then
-        say "already running: $(sinfo -h -N -o '%N %t %c CPUs %m MB')"
-        return 0
+        if [ "$(cat "$STATE/config.stamp" 2>/dev/null)" = "$(config_stamp)" ]; then
+            say "already running: $(sinfo -h -N -o '%N %t %c CPUs %m MB')"
+            return 0
+        fi
+        say "configuration changed: restarting"
+        stop >/dev/null
     fi
     write_config
+    config_stamp >"$STATE/config.stamp"
     start_munge
     start_mariadb
     start_slurmdbd
