@@ -23,6 +23,7 @@ include: "workflow/rules/plots.smk"
 # cluster jobs: they only read the aggregated tables and draw figures, in seconds.
 localrules:
     aggregate,
+    headline,
     plot_dataset,
 
 

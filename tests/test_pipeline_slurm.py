@@ -16,6 +16,7 @@ Run alone (root; about 9 minutes on 2 cores, the local run included):
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.slow
 
 PROFILE = REPO / "profiles" / "slurm"
 GRID_KEYS = ("dataset", "method", "device", "threads", "seed")
-SACCT_FIELDS = ("JobIDRaw", "Comment", "ReqCPUS", "Partition", "Account", "Start", "End", "State")
+SACCT_FIELDS = ("JobIDRaw", "Comment", "ReqCPUS", "Partition", "Account", "Timelimit", "Start",
+                "End", "State")
 
 
 def sacct_jobs(run_id: str, since: str) -> pd.DataFrame:
@@ -83,6 +85,13 @@ def grid_points(results: Path) -> list[dict]:
     return summary[list(GRID_KEYS)].to_dict("records")
 
 
+def timelimit_minutes(value: str) -> int:
+    """sacct's Timelimit ([days-]hours:minutes:seconds) in minutes."""
+    days, _, clock = value.rpartition("-")
+    hours, minutes, _ = map(int, clock.split(":"))
+    return (int(days or 0) * 24 + hours) * 60 + minutes
+
+
 def train_comment(run: dict) -> str:
     """The job comment the plugin gives a training job: rule and wildcard values."""
     values = "_".join(str(run[key]) for key in GRID_KEYS)
@@ -108,6 +117,9 @@ def test_every_training_job_ran_as_a_slurm_job_with_its_threads(slurm_run, local
     account = profile["default-resources"]["slurm_account"]
     partition = profile["default-resources"]["slurm_partition"]
     runs = grid_points(local_run / "results")
+    # the wall time asked for: 30 minutes plus twice the config's time budget (first attempt)
+    budget = yaml.safe_load((work / "config.yaml").read_text())["budget"]["time_budget"]
+    minutes = 24 * 60 if budget is None else 30 + math.ceil(2 * budget / 60)
     from_log = submitted(text)
     train = jobs[jobs["Comment"].str.startswith("rule_train_")]
     assert len(train) == len(runs), (len(train), len(runs))
@@ -119,6 +131,7 @@ def test_every_training_job_ran_as_a_slurm_job_with_its_threads(slurm_run, local
         assert job["State"] == "COMPLETED", job.to_dict()
         assert job["ReqCPUS"] == run["threads"], job.to_dict()  # --ntasks=1 x --cpus-per-task
         assert (job["Account"], job["Partition"]) == (account, partition)
+        assert timelimit_minutes(job["Timelimit"]) == minutes, job.to_dict()
         # the plugin submitted this very job id with --cpus-per-task = the run's threads
         folder = f"rule_train_{run['device']}/" + train_comment(run).split("_wildcards_")[1]
         assert from_log[job["JobIDRaw"]] == (folder, run["threads"])
@@ -142,10 +155,23 @@ def test_timed_jobs_never_shared_the_node(slurm_run):
         assert overlap.empty, (timed.to_dict(), overlap[["Comment", "Start", "End"]])
 
 
+def local_rules() -> set[str]:
+    """The rules the Snakefile's `localrules:` keeps on the submitting host."""
+    block = re.search(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", (REPO / "Snakefile").read_text(), re.M)
+    assert block, "the Snakefile declares no localrules"
+    return set(re.findall(r"\w+", block.group(1)))
+
+
 def test_cheap_rules_ran_locally_and_the_rest_on_the_cluster(slurm_run, local_run):
-    _, _, jobs = slurm_run
-    rules = set(jobs["Comment"].str.extract(r"^rule_(\w+?)(?:_wildcards_|$)")[0])
-    assert rules == {"prepare_dataset", "environment", "train_cpu"}
+    _, text, jobs = slurm_run
+    on_slurm = set(jobs["Comment"].str.extract(r"^rule_(\w+?)(?:_wildcards_|$)")[0])
+    # Snakemake's log labels each job `rule X:` (submitted) or `localrule X:` (run here)
+    submitted_rules = set(re.findall(r"^rule (\w+):$", text, re.M))
+    here = set(re.findall(r"^localrule (\w+):$", text, re.M))
+    assert submitted_rules == on_slurm, (submitted_rules, on_slurm)
+    assert {"prepare_dataset", "environment", "train_cpu"} <= on_slurm
+    assert {"aggregate", "plot_dataset"} <= local_rules() <= here
+    assert not here & on_slurm, here & on_slurm
     datasets = {run["dataset"] for run in grid_points(local_run / "results")}
     prepare = jobs[jobs["Comment"].str.startswith("rule_prepare_dataset_")]
     assert set(prepare["Comment"]) == {f"rule_prepare_dataset_wildcards_{d}" for d in datasets}
