@@ -41,10 +41,9 @@ def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_cluster, tmp_
     def one_run(config):
         config["datasets"] = {"tiny": config["datasets"]["tiny"]}
         config["methods"] = {"slide": config["methods"]["slide"]}
-        config["methods"]["slide"]["set"]["run.checkpoint_every_s"] = 0.5
+        config["methods"]["slide"].setdefault("set", {})["run.checkpoint_every_s"] = 0.5
         config["grid"].update(threads=[1], seeds=[0])
         config["budget"].update(epochs=1000, time_budget=12, eval_every=50)
-        config["target"] = {"p_at_1": 0.01}
 
     configfile = absolute_config(tmp_path, one_run)
     curve = tmp_path / "results" / "curves" / "tiny" / "slide-cpu-t1-s0.csv"
