@@ -163,7 +163,6 @@ def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path)
         "grid": {"devices": ["cpu"], "threads": [1], "seeds": [0]},
         "budget": {"epochs": 1, "time_budget": None, "eval_every": 8, "eval_points": 256,
                    "batch_size": 64},
-        "target": {"p_at_1": 0.01},
     }
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -195,3 +194,6 @@ def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path)
         assert (tmp_path / "results" / "plots" / "tiny" / f"{figure}.png").stat().st_size > 0
     curves = pd.read_csv(tmp_path / "results" / "curves.csv")
     assert set(curves["method"]) == {"slide", "slide-diverges"}
+    # the diverged peer keeps its headline row
+    head = pd.read_csv(tmp_path / "results" / "headline.csv")
+    assert list(head["peer"]) == ["slide-diverges"]
