@@ -9,7 +9,8 @@ of the same config (`ci_local_run`, shared with test_pipeline_e2e.py) for the ou
 rows. The cluster (the session fixture `slurm_cluster`) is stopped at the end of the session
 unless it was already running before.
 
-Run alone (root; about 10 minutes on 2 cores, the local run it compares with included):
+Run alone (root; about 8 minutes on 2 cores, the local run it compares with included; more on a
+    busy machine):
     python -m pytest -q tests/test_pipeline_slurm.py
 """
 
