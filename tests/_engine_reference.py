@@ -13,6 +13,26 @@ import numpy as np
 from slide_engine.data import XCData
 
 
+def toy_data(n: int = 24, n_features: int = 40, n_labels: int = 15, seed: int = 0,
+             all_features: bool = False, unlabelled_first: bool = True) -> XCData:
+    """Random sparse points with 1-3 labels (row 0 none when ``unlabelled_first``), 2-6 features.
+
+    Feature values are positive (0.5-2.0); ``all_features`` gives every point every feature.
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for i in range(n):
+        k = n_features if all_features else int(rng.integers(2, 7))
+        xs.append(np.sort(rng.choice(n_features, size=k, replace=False)))
+        n_y = 0 if (i == 0 and unlabelled_first) else int(rng.integers(1, 4))
+        ys.append(np.sort(rng.choice(n_labels, size=n_y, replace=False)))
+    x_indptr = np.concatenate([[0], np.cumsum([len(r) for r in xs])]).astype(np.int64)
+    y_indptr = np.concatenate([[0], np.cumsum([len(r) for r in ys])]).astype(np.int64)
+    x_values = rng.uniform(0.5, 2.0, size=int(x_indptr[-1])).astype(np.float32)
+    return XCData(x_indptr, np.concatenate(xs).astype(np.int32), x_values, y_indptr,
+                  np.concatenate(ys).astype(np.int32), n_features, n_labels)
+
+
 def dense_inputs(data: XCData, rows: np.ndarray) -> np.ndarray:
     """Dense float64 (B, D) copy of the input rows."""
     x = np.zeros((len(rows), data.n_features))

@@ -8,31 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _engine_reference import adam_first_step, labels_of, reference_step
+from _engine_reference import adam_first_step, labels_of, reference_step, toy_data
 
-from slide_engine.data import XCData
 from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork
 from slide_engine.engine.adam import adam_rows_serial, bias_correction
 from slide_engine.engine.kernels import softmax_loss_serial
 
 RTOL = 1e-5
 LR, B1, B2, EPS = 1e-2, 0.9, 0.999, 1e-8
-
-
-def toy_data(n=24, n_features=40, n_labels=15, seed=0, all_features=False) -> XCData:
-    """Random sparse points with 0-3 labels (row 0 has none), positive feature values."""
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for i in range(n):
-        k = n_features if all_features else int(rng.integers(2, 7))
-        xs.append(np.sort(rng.choice(n_features, size=k, replace=False)))
-        ys.append(np.sort(rng.choice(n_labels, size=0 if i == 0 else int(rng.integers(1, 4)),
-                                     replace=False)))
-    x_indptr = np.concatenate([[0], np.cumsum([len(r) for r in xs])]).astype(np.int64)
-    y_indptr = np.concatenate([[0], np.cumsum([len(r) for r in ys])]).astype(np.int64)
-    x_values = rng.uniform(0.5, 2.0, size=int(x_indptr[-1])).astype(np.float32)
-    return XCData(x_indptr, np.concatenate(xs).astype(np.int32), x_values, y_indptr,
-                  np.concatenate(ys).astype(np.int32), n_features, n_labels)
 
 
 def rel(a, b) -> float:

@@ -141,39 +141,30 @@ def test_table_coverage_against_a_set_oracle_and_theory(order):
         assert cov < 0.15
 
 
+def _build_with_threads(threads: int, **options):
+    """Tables of 5,000 neurons in 8 x 16 buckets (capacity 32), built at ``threads`` threads."""
+    tables = allocate_tables(5000, 8, 16, capacity=32, rng_states=make_states(9, 8), **options)
+    tables.bucket_of[:] = np.random.default_rng(0).integers(0, 16, (8, 5000))
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        build_tables(tables)
+    finally:
+        numba.set_num_threads(old)
+    return tables
+
+
 @pytest.mark.parametrize("order", ["random", "ascending"])
 def test_fifo_build_is_deterministic_across_thread_counts(order):
-    def build(threads):
-        tables = allocate_tables(5000, 8, 16, capacity=32, rng_states=make_states(9, 8),
-                                 order=order)
-        tables.bucket_of[:] = np.random.default_rng(0).integers(0, 16, (8, 5000))
-        old = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            build_tables(tables)
-        finally:
-            numba.set_num_threads(old)
-        return tables
-
-    a, b = build(1), build(min(2, numba.config.NUMBA_NUM_THREADS))
+    a = _build_with_threads(1, order=order)
+    b = _build_with_threads(min(2, numba.config.NUMBA_NUM_THREADS), order=order)
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.size, b.size)
 
 
 def test_reservoir_build_is_deterministic_across_thread_counts():
-    def build(threads):
-        tables = allocate_tables(5000, 8, 16, capacity=32, replacement="reservoir",
-                                 rng_states=make_states(9, 8))
-        tables.bucket_of[:] = np.random.default_rng(0).integers(0, 16, (8, 5000))
-        old = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            build_tables(tables)
-        finally:
-            numba.set_num_threads(old)
-        return tables
-
-    a, b = build(1), build(min(2, numba.config.NUMBA_NUM_THREADS))
+    a = _build_with_threads(1, replacement="reservoir")
+    b = _build_with_threads(min(2, numba.config.NUMBA_NUM_THREADS), replacement="reservoir")
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.start, b.start)
 

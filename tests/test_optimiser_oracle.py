@@ -13,29 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _engine_reference import toy_data
 
 from baselines.config import BaselineConfig
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import XCData
 from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork
 
 RTOL = 2e-5
 STEP_RTOL = 1e-4  # of the summed updates (float32 weights near 0.3, steps near 1e-2)
 LR, HIDDEN, N_LABELS = 1e-2, 8, 15
-
-
-def toy_data(n=32, n_features=40, n_labels=N_LABELS, seed=0) -> XCData:
-    """Random sparse points, each with 1-3 labels and 2-6 positive features."""
-    rng = np.random.default_rng(seed)
-    xs = [np.sort(rng.choice(n_features, size=int(rng.integers(2, 7)), replace=False))
-          for _ in range(n)]
-    ys = [np.sort(rng.choice(n_labels, size=int(rng.integers(1, 4)), replace=False))
-          for _ in range(n)]
-    x_indptr = np.concatenate([[0], np.cumsum([len(r) for r in xs])]).astype(np.int64)
-    y_indptr = np.concatenate([[0], np.cumsum([len(r) for r in ys])]).astype(np.int64)
-    x_values = rng.uniform(0.5, 2.0, size=int(x_indptr[-1])).astype(np.float32)
-    return XCData(x_indptr, np.concatenate(xs).astype(np.int32), x_values, y_indptr,
-                  np.concatenate(ys).astype(np.int32), n_features, n_labels)
 
 
 def rel(a, b) -> float:
@@ -50,7 +36,7 @@ BATCHES = [np.array([0, 5, 3, 17, 9, 11, 2, 20]), np.array([1, 4, 6, 8, 30, 31, 
 @pytest.mark.parametrize("policy", ["random", "exact-topk"])
 @pytest.mark.parametrize("adam", ["lazy", "dense"])
 def test_all_active_slide_equals_tf_full_softmax(adam, policy):
-    data = toy_data()
+    data = toy_data(n=32, n_labels=N_LABELS, unlabelled_first=False)
     every = HashConfig(policy=policy, min_active=N_LABELS, k=2, l=4, n_buckets=16)
     cfg = SlideConfig(hidden=[LayerConfig(units=HIDDEN)], output=OutputConfig(hash=every),
                       lr=LR, init_std=0.3, adam=adam)
