@@ -127,12 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = settings.threads if settings else args.threads
     seed = settings.seed if settings else args.seed
 
-    # Imported here so that --help and config errors answer without loading TensorFlow.
-    from baselines.device import configure_threads
-    from baselines.trainable import TFSoftmaxTrainable
+    # Imported here so that --help and config errors answer without loading TensorFlow. A CUDA
+    # build on a machine without a GPU complains from C++ when it first probes for devices
+    # (cuInit), before its log level applies: the probe runs here with that chatter held back
+    # (shown with --debug), so that an error stays the one line the user reads.
+    from baselines.stderr import held_stderr
 
-    # TensorFlow fixes its thread pools when it runs its first op: set them before anything else.
-    configure_threads(threads)
+    with held_stderr(show=args.debug):
+        from baselines.device import configure_threads, probe_devices
+        from baselines.trainable import TFSoftmaxTrainable
+
+        # TensorFlow fixes its thread pools when it runs its first op: set them first.
+        configure_threads(threads)
+        probe_devices()
     model = TFSoftmaxTrainable(config, seed)
     train = load_dataset(args.train)
     if settings is None:

@@ -35,6 +35,7 @@ __all__ = [
     "gpu_facts",
     "gpu_provenance",
     "gpu_unavailable_reason",
+    "probe_devices",
     "resolve_device",
     "tf_distributions",
 ]
@@ -50,6 +51,17 @@ CUDA_LIBRARIES = (
 )
 
 _INSTALL_GPU = "python -m pip install -e '.[gpu]'"
+
+
+def probe_devices() -> list:
+    """TensorFlow's physical devices; the first call initialises its platforms (CUDA's cuInit).
+
+    Returns
+    -------
+    list of tf.config.PhysicalDevice
+        Every device TensorFlow sees (CPU first).
+    """
+    return tf.config.list_physical_devices()
 
 
 def configure_threads(threads: int) -> None:
