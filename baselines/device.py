@@ -25,7 +25,7 @@ from typing import Any
 import tensorflow as tf
 
 from slide_engine.errors import ConfigError, GPUUnavailableError
-from slide_engine.runlog import gpu_inventory, parse_nvidia_smi
+from slide_engine.runlog import gpu_inventory, installed_versions, parse_nvidia_smi
 
 __all__ = [
     "CUDA_LIBRARIES",
@@ -125,13 +125,7 @@ def resolve_device(device: str) -> str:
 
 def tf_distributions() -> dict[str, str]:
     """Installed distributions that provide the ``tensorflow`` package, name to version."""
-    out = {}
-    for name in TF_DISTRIBUTIONS:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return installed_versions(TF_DISTRIBUTIONS)
 
 
 def _nvidia_lib_dirs() -> list[str]:

@@ -18,7 +18,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_bytes",
     "config_hash",
     "gpu_inventory",
+    "installed_versions",
     "parse_nvidia_smi",
     "provenance",
     "read_sidecar",
@@ -260,6 +261,17 @@ def gpu_inventory() -> list[dict[str, str]]:
     return parse_nvidia_smi(out)
 
 
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """Version of each installed distribution among ``names`` (absent ones are left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def provenance(config: Mapping[str, Any], threads: int, device: str) -> dict[str, Any]:
     """Where and with what a run was made.
 
@@ -279,12 +291,7 @@ def provenance(config: Mapping[str, Any], threads: int, device: str) -> dict[str
         (:func:`gpu_inventory`: model, driver, memory; a TensorFlow GPU run adds which of them
         it used), git sha and config hash.
     """
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    versions = installed_versions(_PACKAGES)
     thread_env = {
         k: os.environ[k]
         for k in (
