@@ -49,6 +49,23 @@ class HashConfig:
     #: Amazon-shaped run, where the top-up binds, shared touches 15 % fewer distinct rows per
     #: batch and a step costs 6 % less; steps to the target P@1 and the Bibtex P@1 are the same
     topup: Literal["shared", "per-sample"] = "shared"
+    #: union, training only: uniform neurons added to every sample's active set beyond the
+    #: union of its buckets (drawn as ``topup`` draws; the active set is then at least
+    #: ``max(min_active, union + topup_extra)``). Negatives from the whole label range every
+    #: step, as sampled softmax has, also while the tables return one shared set (0: none)
+    topup_extra: int = 0
+    #: union, training only: importance-correct the softmax over the active set. The labels and
+    #: the tables' neurons are a deterministic set S given the query (weight 1); the top-up is a
+    #: uniform sample of R of the N - |S| other neurons, so each of its logits gets
+    #: ``+ log((N - |S|) / R)`` and the softmax's normaliser is an unbiased estimate of the full
+    #: one (sampled softmax's log-expected-count correction; exact for ``topup="per-sample"``,
+    #: up to the run's spacing for "shared")
+    topup_correct: bool = False
+    #: union, training only: while a batch's mean pairwise query cosine (``query_cos``) is above
+    #: this, skip the tables: labels plus the uniform top-up only (``max(min_active,
+    #: topup_extra)`` neurons). A collapsed hidden layer sends every query to the same buckets;
+    #: uniform negatives until it has diverged (1.0: never, the tables always)
+    uniform_above_cos: float = 1.0
     #: training only: probe the last this many of the L tables with the query minus the batch's
     #: mean query, the others with the query itself (0: the paper's hashing). ReLU activations
     #: share a large common component (a collapsed hidden layer: every query in a batch nearly
@@ -118,6 +135,8 @@ class SlideConfig:
     init_std: float = 0.01
     #: Adam step size (the paper's 1e-4, tuned within 1e-5..1e-3)
     lr: float = 1e-4
+    #: linear learning-rate warm-up: step t uses ``lr * min(1, t / lr_warmup_steps)`` (0: none)
+    lr_warmup_steps: int = 0
     #: Adam first-moment decay (standard)
     beta1: float = 0.9
     #: Adam second-moment decay (standard)
@@ -147,6 +166,8 @@ class SlideConfig:
                 "accumulate='rows' updates only touched rows: it needs adam='lazy' "
                 "(accumulate='auto', the default, uses 'hogwild' with adam='dense')"
             )
+        if self.lr_warmup_steps < 0:
+            raise ValueError("lr_warmup_steps must be >= 0")
         if self.eval_chunk_mb < 1:
             raise ValueError("eval_chunk_mb must be >= 1")
         for i, layer in enumerate(self.hidden):
@@ -155,6 +176,19 @@ class SlideConfig:
         specs = [*self.hidden, self.output]
         names = [*(f"hidden[{i}]" for i in range(len(self.hidden))), "output"]
         for i, spec in enumerate(specs):
+            h = spec.hash
+            if h.topup_extra < 0:
+                raise ValueError(f"{names[i]}.hash.topup_extra must be >= 0")
+            if not 0.0 <= h.uniform_above_cos <= 1.0:
+                raise ValueError(f"{names[i]}.hash.uniform_above_cos must be in [0, 1]")
+            post = h.topup_extra > 0 or h.topup_correct or h.uniform_above_cos < 1.0
+            if spec.sampled and post and h.policy != "union":
+                raise ValueError(
+                    f"{names[i]}.hash.topup_extra, topup_correct and uniform_above_cos need the "
+                    f"union policy, not {h.policy!r}"
+                )
+            if spec.sampled and h.uniform_above_cos < 1.0 and (i == 0 or specs[i - 1].sampled):
+                raise ValueError(f"{names[i]}.hash.uniform_above_cos needs a dense layer below")
             n_center = spec.hash.center_tables
             if not spec.sampled or n_center == 0:
                 continue

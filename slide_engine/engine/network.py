@@ -50,7 +50,7 @@ from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
 from slide_engine.engine.rowwise import pair_buffers
-from slide_engine.engine.sampling import LayerSampler
+from slide_engine.engine.sampling import LayerSampler, correct_topup_logits
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
 from slide_engine.harness import run as harness_run
@@ -297,18 +297,21 @@ class SlideNetwork:
         with _numba_threads(self.threads):
             for index in range(len(self.layers)):
                 if index in self._samplers:
-                    t0 = time.perf_counter()
-                    self._select(k, index, train, rows, buf, with_labels=index == last,
-                                 training=True)
-                    if index in self._rowwise:
-                        self._group(k, index, buf)
-                    timers["hash"] += time.perf_counter() - t0
+                    cos = float("nan")
                     if index == last and index > 0 and index - 1 not in self._samplers:
                         query = buf.val[index - 1][: rows.shape[0], : self.layers[index].n_in]
                         cos = mean_pairwise_cosine(query)
                         if cos == cos:  # NaN: fewer than two nonzero queries
                             self._cos_sum += cos
                             self._cos_batches += 1
+                    t0 = time.perf_counter()
+                    self._select(k, index, train, rows, buf, with_labels=index == last,
+                                 training=True, query_cos=cos)
+                    if index in self._rowwise:
+                        self._group(k, index, buf)
+                    timers["hash"] += time.perf_counter() - t0
+                    if index == last and self._samplers[index].last_uniform:
+                        self._uniform_batches += 1
                 t0 = time.perf_counter()
                 if index in self._rowwise:
                     self._nm_forward(k, index, buf, relu=index < last)
@@ -317,6 +320,10 @@ class SlideNetwork:
                 timers["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ids, cnt, val = buf.layer(last)
+            out_sampler = self._samplers.get(last)
+            if out_sampler is not None and out_sampler.cfg.topup_correct:
+                correct_topup_logits(out_sampler.found[: rows.shape[0]], cnt, val,
+                                     self._widths[last])
             k.softmax_loss(
                 rows,
                 train.y_indptr,
@@ -377,8 +384,10 @@ class SlideNetwork:
         with_labels: bool,
         scratch: SelectScratch | None = None,
         training: bool = False,
+        query_cos: float = float("nan"),
     ) -> None:
-        # training: the hash settings' centred tables apply (never at inference)
+        # training: the hash settings' centred tables, extra top-up and uniform phase apply
+        # (never at inference); query_cos: the batch's mean pairwise query cosine
         sampler = self._samplers[index]
         ids, cnt, _ = buf.layer(index)
         if index == 0:
@@ -408,6 +417,7 @@ class SlideNetwork:
                 cnt,
                 scratch,
                 center_queries=training,
+                query_cos=query_cos,
             )
 
     def _group(self, k: KernelSet, index: int, buf: BatchBuffers) -> None:
@@ -546,7 +556,10 @@ class SlideNetwork:
         cfg = self.config
         if self._corr.shape[0] <= self._step + 1:  # grows geometrically: rare
             self._corr = bias_correction(cfg.beta1, cfg.beta2, 2 * self._step + 1024)
-        return cfg.adam == "lazy", cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr
+        lr = cfg.lr
+        if cfg.lr_warmup_steps:  # the step being taken is self._step + 1
+            lr *= min(1.0, (self._step + 1) / cfg.lr_warmup_steps)
+        return cfg.adam == "lazy", lr, cfg.beta1, cfg.beta2, cfg.eps, self._corr
 
     def _update(self, k: KernelSet, step: int) -> None:
         hyper = self._adam_hyper()
@@ -736,7 +749,9 @@ class SlideNetwork:
                 ids = buf.ids[last][:m].copy()
                 cnt = buf.cnt[last][:m].copy()
                 n_found = cnt
-                if kind == POLICY_UNION:  # the same selection without top-up (no RNG before it)
+                if sampler.post_topup:  # the top-up was drawn after the tables: it starts here
+                    n_found = sampler.found[:m].copy()
+                elif kind == POLICY_UNION:  # the same selection without top-up (no RNG before it)
                     sampler.policy = no_topup
                     try:
                         self._select(PARALLEL, last, data, rows, buf, with_labels=True,
@@ -825,6 +840,7 @@ class SlideNetwork:
         self._macs_dense = 0.0
         self._distinct = 0
         self._cos_sum, self._cos_batches = 0.0, 0  # batches with >= 2 nonzero queries
+        self._uniform_batches = 0  # training batches whose output layer skipped the tables
 
     def _count_work(self, data: XCData, rows: np.ndarray, buf: BatchBuffers) -> None:
         # forward multiply-adds: sampled vs the dense network (KDD 2017's "5%" figure)
@@ -885,7 +901,11 @@ class SlideNetwork:
         out["distinct_rows"] = self._distinct / self._batches if rowwise else float("nan")
         out.update({f"t_{name}": value for name, value in self._timers.items()})
         out["rebuilds"] = float(self._rebuilds)
-        out_sampler = self._samplers.get(last)
+        if out_sampler := self._samplers.get(last):
+            if out_sampler.cfg.uniform_above_cos < 1.0:
+                out["uniform_share"] = (
+                    self._uniform_batches / self._batches if self._batches else float("nan")
+                )
         out["table_coverage"] = out_sampler.index.coverage if out_sampler else float("nan")
         policies = [s.mongoose for s in self._samplers.values() if s.mongoose is not None]
         if policies:  # MONGOOSE layers: checks, re-insertions and learned-hash fits as well

@@ -41,7 +41,12 @@ from slide_engine.lsh import (
     select_active,
     start_shared_topup,
 )
-from slide_engine.lsh.selection import TOPUP_SHARED
+from slide_engine.lsh.selection import (
+    TOPUP_SHARED,
+    _fill_random,
+    _fill_run,
+    _new_stamp,
+)
 from slide_engine.mongoose import MongoosePolicy
 
 _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
@@ -178,6 +183,91 @@ def select_sparse_parallel(hf: HashFunctions, tables: TableArrays, policy: Selec
                            x_values, y_indptr, y_indices, with_labels, ids, cnt)
 
 
+# ---------------------------------------------------------------- top-up after selection
+
+
+@njit(cache=True)
+def _topup_one(i, scr, shared, floor, extra, ids, cnt, found):
+    # the sample's active set so far (labels, then the tables' neurons) is its deterministic
+    # part S: remember |S|, mark S, then draw the uniform top-up from the other neurons
+    tid = numba.get_thread_id()
+    st = _new_stamp(scr, tid)
+    mark = scr.mark[tid]
+    out = ids[i]
+    n = cnt[i]
+    for a in range(n):
+        mark[out[a]] = st
+    found[i] = n
+    target = max(floor, n + extra)
+    if n < target:
+        if shared:
+            n = _fill_run(scr, tid, st, out, n, target)
+        else:
+            n = _fill_random(scr, tid, st, out, n, target)
+    cnt[i] = n
+
+
+@njit(cache=True)
+def topup_serial(scr: SelectScratch, shared: bool, floor: int, extra: int, ids: np.ndarray,
+                 cnt: np.ndarray, found: np.ndarray) -> None:
+    """Append each sample's uniform top-up to its selected neurons and record where it starts.
+
+    Parameters
+    ----------
+    scr : SelectScratch
+        Selection scratch (marks, RNG streams, the shared run's permutation and offset).
+    shared : bool
+        Take the top-up from the permutation run at the batch's offset (else uniform draws).
+    floor, extra : int
+        A sample ends with ``max(floor, |S| + extra)`` neurons (at most the buffer's width and
+        the layer's size), ``|S|`` the neurons it had.
+    ids, cnt : int32 (B, cap), int32 (B,)
+        Active sets (labels first, then the tables' neurons), extended in place.
+    found : int32 (B,)
+        Written: ``|S|``, the position of the sample's first top-up neuron.
+    """
+    for i in range(cnt.shape[0]):
+        _topup_one(i, scr, shared, floor, extra, ids, cnt, found)
+
+
+@njit(cache=True, parallel=True)
+def topup_parallel(scr: SelectScratch, shared: bool, floor: int, extra: int, ids: np.ndarray,
+                   cnt: np.ndarray, found: np.ndarray) -> None:
+    """Parallel twin of :func:`topup_serial`."""
+    for i in prange(cnt.shape[0]):
+        _topup_one(i, scr, shared, floor, extra, ids, cnt, found)
+
+
+@njit(cache=True)
+def correct_topup_logits(found: np.ndarray, cnt: np.ndarray, val: np.ndarray,
+                         n_neurons: int) -> None:
+    """Add the uniform top-up's log inverse inclusion probability to its logits.
+
+    Sample ``i``'s active set is a deterministic part S (positions ``< found[i]``: labels and
+    the tables' neurons, weight 1) and ``R = cnt[i] - found[i]`` neurons drawn uniformly from
+    the ``n_neurons - found[i]`` others; each of those stands for ``(n_neurons - found[i]) / R``
+    neurons, so its logit gets ``+ log((n_neurons - found[i]) / R)``. The softmax over the
+    corrected logits has an unbiased estimate of the full softmax's normaliser, and its
+    gradient with respect to the raw logits is the same ``p - t``.
+
+    Parameters
+    ----------
+    found, cnt : int32 (B,)
+        Start of each sample's top-up and its active count.
+    val : float32 (B, cap)
+        Logits, corrected in place.
+    n_neurons : int
+        Neurons of the layer.
+    """
+    for i in range(cnt.shape[0]):
+        r = cnt[i] - found[i]
+        if r <= 0:
+            continue
+        c = np.float32(np.log((n_neurons - found[i]) / r))
+        for a in range(found[i], cnt[i]):
+            val[i, a] += c
+
+
 # ---------------------------------------------------------------- the sampler object
 
 
@@ -211,7 +301,21 @@ class LayerSampler:
         self.layer_index = layer_index
         self.draws = 0
         budget = cfg.min_active if cfg.policy in _BUDGET_POLICIES else 0
-        self.policy = make_policy(cfg.policy, cfg.min_active, cfg.threshold, budget, cfg.topup)
+        #: the top-up is drawn after the selection kernel, which then returns only labels and
+        #: the tables' neurons (extra uniform neurons, the importance correction, the uniform
+        #: phase: they need to know where the top-up starts)
+        self.post_topup = (
+            cfg.policy == "union"
+            and (cfg.topup_extra > 0 or cfg.topup_correct or cfg.uniform_above_cos < 1.0)
+        )
+        min_active = 0 if self.post_topup else cfg.min_active
+        self.policy = make_policy(cfg.policy, min_active, cfg.threshold, budget, cfg.topup)
+        #: labels only (the uniform phase: no tables)
+        self.labels_only = make_policy("random", 0, 1, 0, cfg.topup)
+        #: per sample of the last selection: where its top-up starts (post_topup only)
+        self.found = np.zeros(0, dtype=np.int32)
+        #: whether the last training selection skipped the tables (uniform phase)
+        self.last_uniform = False
         self.schedule = (
             DecayingSchedule(cfg.decay_first_samples, cfg.decay_growth, cfg.redraw_every_samples)
             if cfg.schedule == "decay"
@@ -225,6 +329,9 @@ class LayerSampler:
         self.scratch = self.index.make_scratch(threads, self._draw_seed(salt=1))
         self.capacity = out_capacity(self.policy, self.index.tables,
                                      max_labels if is_output else 0)
+        if self.post_topup:
+            self.capacity = min(max(self.capacity + cfg.topup_extra, cfg.min_active,
+                                    max_labels + cfg.topup_extra), n_neurons)
         self.xbuf = np.zeros((threads, dim), dtype=np.float32)
         self.center = np.zeros(dim, dtype=np.float32)
         self.cbuckets = np.zeros((threads, cfg.l), dtype=np.int32)
@@ -245,31 +352,56 @@ class LayerSampler:
     def select_dense(self, parallel: bool, weights: np.ndarray, prev: tuple, prev_dense: bool,
                      rows: np.ndarray, y_indptr: np.ndarray, y_indices: np.ndarray,
                      with_labels: bool, ids: np.ndarray, cnt: np.ndarray,
-                     scratch: SelectScratch | None = None, center_queries: bool = False) -> None:
+                     scratch: SelectScratch | None = None, center_queries: bool = False,
+                     query_cos: float = float("nan")) -> None:
         """Fill ``ids``/``cnt`` (B, cap)/(B,) from ``prev = (ids, cnt, val)`` of the layer below.
 
         ``scratch`` defaults to the training scratch (and its RNG streams). With
         ``center_queries`` (training) the last ``cfg.center_tables`` tables are probed with each
-        query minus the batch's mean query (a dense layer below only).
+        query minus the batch's mean query (a dense layer below only), ``cfg.topup_extra``
+        uniform neurons join each sample, and the tables are skipped when ``query_cos`` (the
+        batch's mean pairwise query cosine) is above ``cfg.uniform_above_cos``.
         """
-        n_center = self.cfg.center_tables if center_queries else 0
-        if n_center:
+        training = center_queries
+        n_center = self.cfg.center_tables if training else 0
+        uniform = training and self.post_topup and query_cos > self.cfg.uniform_above_cos
+        if training:
+            self.last_uniform = bool(uniform)
+        if n_center and not uniform:
             if not prev_dense:
                 raise ValueError("center_tables needs a dense layer below the sampled one")
             np.mean(prev[2][: rows.shape[0], : self.center.shape[0]], axis=0, out=self.center)
+        scr = self._batch_scratch(scratch)
         fn = select_dense_parallel if parallel else select_dense_serial
-        fn(self.index.hash_functions, self.index.tables, self.policy, weights,
-           self._batch_scratch(scratch), *prev, prev_dense, self.xbuf,
-           self.center, n_center, self.cbuckets, rows, y_indptr, y_indices, with_labels, ids, cnt)
+        fn(self.index.hash_functions, self.index.tables,
+           self.labels_only if uniform else self.policy, weights, scr, *prev, prev_dense,
+           self.xbuf, self.center, 0 if uniform else n_center, self.cbuckets, rows, y_indptr,
+           y_indices, with_labels, ids, cnt)
+        self._post_topup(parallel, scr, training, ids, cnt, rows.shape[0])
 
     def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
                       x: tuple, y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
                       ids: np.ndarray, cnt: np.ndarray,
                       scratch: SelectScratch | None = None) -> None:
         """Fill ``ids``/``cnt`` from sparse input rows ``x = (indptr, indices, values)``."""
+        scr = self._batch_scratch(scratch)
         fn = select_sparse_parallel if parallel else select_sparse_serial
         fn(self.index.hash_functions, self.index.tables, self.policy, weights_t,
-           self._batch_scratch(scratch), rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
+           scr, rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
+        self._post_topup(parallel, scr, False, ids, cnt, rows.shape[0])
+
+    def _post_topup(self, parallel: bool, scr: SelectScratch, training: bool, ids: np.ndarray,
+                    cnt: np.ndarray, batch: int) -> None:
+        # the top-up drawn after the kernel (post_topup): to min_active, plus topup_extra in
+        # training; self.found[:batch] says where each sample's top-up starts
+        if not self.post_topup:
+            return
+        if self.found.shape[0] < batch:
+            self.found = np.zeros(batch, dtype=np.int32)
+        extra = self.cfg.topup_extra if training else 0
+        fn = topup_parallel if parallel else topup_serial
+        fn(scr, self.policy.topup == TOPUP_SHARED, self.cfg.min_active, extra, ids[:batch],
+           cnt[:batch], self.found[:batch])
 
     def _batch_scratch(self, scratch: SelectScratch | None) -> SelectScratch:
         # the scratch of one batch's selection (default: training's); a shared top-up draws
