@@ -17,12 +17,14 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/crossover.smk"
 
 
 # Under a cluster executor (profiles/slurm) these run on the submitting host instead of as
 # cluster jobs: they only read the aggregated tables and draw figures, in seconds.
 localrules:
     aggregate,
+    crossover,
     headline,
     plot_dataset,
 

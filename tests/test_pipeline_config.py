@@ -12,7 +12,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/paper-delicious.yaml", "config/paper-amazon.yaml",
-           "config/amazon670k-like.yaml", "config/ci/config.yaml"]
+           "config/amazon670k-like.yaml", "config/ci/config.yaml", "config/crossover.yaml",
+           "config/crossover-cluster.yaml", "config/ci/crossover.yaml"]
 
 
 def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -50,13 +51,36 @@ def test_dry_run_plans_one_training_job_per_grid_point(configfile):
             threads = spec.get("threads") or (
                 grid["gpu_threads"] if device == "gpu" and grid.get("gpu_threads")
                 else grid["threads"])
-            expected[device] += len(threads) * len(grid["seeds"]) * len(config["datasets"])
+            expected[device] += len(threads) * len(grid["seeds"]) * n_datasets(config)
     counts = job_counts(proc.stdout)
     assert counts.get("train_cpu", 0) == expected["cpu"]
     assert counts.get("train_gpu", 0) == expected["gpu"]
-    assert counts["prepare_dataset"] == len(config["datasets"])
-    assert counts["plot_dataset"] == len(config["datasets"])
+    assert counts["prepare_dataset"] == n_datasets(config)
+    assert counts["plot_dataset"] == n_datasets(config)
     assert counts["aggregate"] == 1
+    assert counts.get("crossover", 0) == int("crossover" in config)
+
+
+def n_datasets(config: dict) -> int:
+    """Datasets of a config: its own plus one per label count of a crossover sweep."""
+    return len(config.get("datasets", {})) + len(config.get("crossover", {}).get("labels", []))
+
+
+def test_crossover_sweep_plans_one_dataset_per_label_count_with_its_own_budget():
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/crossover.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((REPO / "config/crossover.yaml").read_text())
+    sweep = config["crossover"]
+    for n_labels, budget in zip(sweep["labels"], sweep["time_budget"], strict=True):
+        lines = [ln for ln in proc.stdout.splitlines()
+                 if f"--dataset-name crossover-{n_labels} " in ln]
+        assert len(lines) == len(config["methods"]) * len(config["grid"]["seeds"])
+        for line in lines:  # every method of a label count gets the same training seconds
+            assert f"--time-budget {float(budget)} " in line
+            every = float(budget) / sweep["evaluations"]
+            assert f"run.eval_every_s={every}" in line
+    assert "results/crossover.csv" in proc.stdout
+    assert "results/plots/crossover.png" in proc.stdout
 
 
 def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():

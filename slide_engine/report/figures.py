@@ -27,6 +27,7 @@ from slide_engine.report.series import (
 
 __all__ = [
     "convergence_figure",
+    "crossover_figure",
     "optimizer_note",
     "sampling_figure",
     "save_figure",
@@ -359,6 +360,87 @@ def time_to_accuracy_figure(
     ax.set_title(f"{dataset}: time to each accuracy level ({optimizer_note(summary)})\n"
                  "open markers at the top: not reached by every seed (reached/seeds)", fontsize=9)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def crossover_figure(
+    bands: pd.DataFrame, styles: Mapping[str, MethodStyle], reference: str, level: float,
+    note: str = "",
+) -> Figure:
+    """The crossover sweep: time-to-target ratio against each peer, and every method's step time.
+
+    Parameters
+    ----------
+    bands : DataFrame
+        :func:`~slide_engine.report.crossover.crossover_bands` rows.
+    styles : mapping
+        Method -> colour and marker.
+    reference : str
+        The headline method (SLIDE), for the labels.
+    level : float
+        The headline level (fraction of each dataset's best P@1), for the title.
+    note : str
+        Appended to the title (e.g. the optimiser).
+
+    Left: the peer's time to the level over the reference's, median over seeds (band: min-max);
+    above the line at 1 the reference got there sooner. A median of ``inf`` (only the reference
+    reached the level) is drawn as an up-triangle at the top edge, 0 (only the peer did) as a
+    down-triangle at the bottom edge. Right: training seconds per optimiser step (median, band:
+    min-max over seeds). Both axes logarithmic.
+    """
+    fig = Figure(figsize=(12.0, 5.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    ratios = bands[bands["quantity"] == "tta_ratio"]
+    finite = ratios[["median", "low", "high"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo_edge = min(0.1, float(finite.min()) / 1.5) if finite.size else 0.1
+    hi_edge = max(10.0, float(finite.max()) * 1.5) if finite.size else 10.0
+    for method, rows in ratios.groupby("method", sort=False):
+        style = styles[method]
+        rows = rows.sort_values("n_labels")
+        x = rows["n_labels"].to_numpy(dtype=float)
+        med = rows["median"].to_numpy(dtype=float)
+        low = np.clip(rows["low"].to_numpy(dtype=float), lo_edge, hi_edge)
+        high = np.clip(rows["high"].to_numpy(dtype=float), lo_edge, hi_edge)
+        drawn = np.isfinite(med) & (med > 0)  # 0 and inf are drawn as triangles at the edges
+        left.plot(x[drawn], med[drawn], color=style.color, marker=style.marker, label=method)
+        ok = np.isfinite(low) & np.isfinite(high)
+        left.fill_between(x, np.where(ok, low, np.nan), np.where(ok, high, np.nan),
+                          color=style.color, alpha=0.15, lw=0)
+        for xi, m in zip(x, med, strict=True):
+            if m == np.inf:
+                left.plot([xi], [hi_edge], marker="^", color=style.color, markersize=9)
+            elif m == 0:
+                left.plot([xi], [lo_edge], marker="v", color=style.color, markersize=9)
+    left.axhline(1.0, color="0.2", linewidth=1)
+    left.set_ylim(lo_edge / 1.1, hi_edge * 1.1)
+    left.set_ylabel(f"peer's time to the level / {reference}'s\n"
+                    f"(> 1: {reference} sooner; triangles: only one reached it)")
+    left.set_title(f"time to {level:.0%} of each label count's best P@1", fontsize=9)
+    steps = bands[bands["quantity"] == "step_seconds"]
+    for method, rows in steps.groupby("method", sort=False):
+        style = styles[method]
+        rows = rows.sort_values("n_labels")
+        x = rows["n_labels"].to_numpy(dtype=float)
+        right.plot(x, rows["median"], color=style.color, marker=style.marker, label=method)
+        right.fill_between(x, rows["low"], rows["high"], color=style.color, alpha=0.15, lw=0)
+    right.set_ylabel("training seconds per optimiser step")
+    right.set_title("step time (median, band: min-max over seeds)", fontsize=9)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("output labels L")
+        ax.grid(alpha=0.3, which="both")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(_plain))
+            axis.set_minor_formatter(FuncFormatter(_plain_125))
+        ax.legend(fontsize=8)
+    if ratios.empty:
+        _empty(left, "no ratios")
+    if steps.empty:
+        _empty(right, "no successful runs")
+    fig.suptitle(f"Crossover: {reference} against each peer over the label count"
+                 + (f" ({note})" if note else ""), fontsize=10)
     return fig
 
 

@@ -58,8 +58,21 @@ def check_target(cfg):
         )
 
 
+def add_crossover_datasets(cfg):
+    """Add the datasets of a crossover sweep (the `crossover` section, defaults filled) to
+    `datasets`; fail when the config has no dataset at all."""
+    if "crossover" in cfg:
+        from slide_engine.data.xc_shapes import sweep_datasets
+
+        cfg["datasets"] = {**cfg["datasets"], **sweep_datasets(cfg["crossover"])}
+    if not cfg["datasets"]:
+        raise ValueError("the config names no dataset: give `datasets` or a `crossover` sweep")
+
+
 check_dataset_sources(config.get("datasets", {}))
 validate(config, schema="../schemas/config.schema.yaml")
+add_crossover_datasets(config)
+validate(config, schema="../schemas/config.schema.yaml")  # the sweep's datasets, defaults filled
 check_target(config)
 
 
@@ -133,9 +146,25 @@ def get_final_outputs():
         for figure in FIGURES
         for ext in ("png", "svg")
     ]
+    crossover = (
+        ["results/crossover.csv", "results/plots/crossover.png", "results/plots/crossover.svg"]
+        if "crossover" in config else []
+    )
     return [
         "results/summary.csv", "results/headline.csv", "results/environment.json", *figures,
+        *crossover,
     ]
+
+
+def get_crossover_datasets(wildcards=None):
+    """Datasets of the crossover figure: every dataset of the config, in config order (the
+    same order as get_dataset_stats)."""
+    return list(config["datasets"])
+
+
+def get_crossover_budgets(wildcards=None):
+    """Training seconds of every run, per dataset (None without a time budget)."""
+    return {name: get_budget(name)["time_budget"] for name in config["datasets"]}
 
 
 def get_prepare_inputs(wildcards):
@@ -160,13 +189,19 @@ def get_train_threads(wildcards):
     return int(wildcards.threads)
 
 
+def get_budget(dataset):
+    """The training budget of a dataset's runs: `budget`, with the dataset's own `budget` keys
+    (a crossover sweep's per-point time budget) on top."""
+    return {**config["budget"], **config["datasets"][dataset].get("budget", {})}
+
+
 def get_train_runtime(wildcards, attempt):
     """Wall-time request of a training job in minutes (the `runtime` resource a cluster executor
-    submits, e.g. SLURM's --time): twice `budget.time_budget` (it counts optimiser steps only;
+    submits, e.g. SLURM's --time): twice the run's time budget (it counts optimiser steps only;
     start-up, evaluation and checkpoints come on top) plus 30 minutes, 24 hours without a time
     budget; doubled on each retry. A run killed at its wall time resumes from its checkpoint on
     the retry, so the budget is not lost, only the time since the last checkpoint."""
-    budget = config["budget"]["time_budget"]
+    budget = get_budget(wildcards.dataset)["time_budget"]
     minutes = 24 * 60 if budget is None else 30 + math.ceil(2 * budget / 60)
     return minutes * 2 ** (attempt - 1)
 
@@ -174,7 +209,7 @@ def get_train_runtime(wildcards, attempt):
 def get_train_command(wildcards):
     """The engine or baseline command line of one grid point (without --out)."""
     spec = config["methods"][wildcards.method]
-    budget = config["budget"]
+    budget = get_budget(wildcards.dataset)
     prepared = PREPARED.format(dataset=wildcards.dataset)
     argv = list(ENGINE_COMMANDS[spec["engine"]])
     if spec["engine"] != "slide":
