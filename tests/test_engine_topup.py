@@ -193,3 +193,41 @@ def test_lr_warmup_first_step_is_the_scaled_rate():
     with pytest.raises(ConfigError, match="union policy"):
         from_dict(SlideConfig, load_config(
             None, ["output.hash.policy=random", "output.hash.topup_extra=5"]))
+
+
+def test_log_uniform_top_up_draws_match_the_baseline_sampler_and_correct_by_inclusion():
+    # the draw's per-neuron probability is the TF baseline's log-uniform over frequency ranks
+    # (an independent implementation); each neuron's empirical inclusion frequency over many
+    # batches is 1 - (1 - p)^S; the selection appends the draws each sample does not hold and
+    # the correction of a drawn neuron is -log(1 - (1 - p)^S)
+    from baselines.samplers import sampler_log_probs
+
+    val, y = batch(5)
+    s = 300
+    cfg = HashConfig(family="simhash", k=6, l=8, min_active=0, topup_extra=s, topup_correct=True,
+                     topup_sampler="log-uniform")
+    sampler = make_sampler(cfg)
+    counts = np.random.default_rng(6).poisson(2.0, N_NEURONS)
+    sampler.set_label_counts(counts)
+    p = np.exp(sampler_log_probs("log-uniform", counts))
+    np.testing.assert_allclose(np.diff(sampler.draw_cdf, prepend=0.0), p, rtol=1e-9, atol=1e-15)
+    want = -np.expm1(s * np.log1p(-p))
+    hits = np.zeros(N_NEURONS)
+    batches = 400
+    for _ in range(batches):
+        hits[sampler.draw_candidates()] += 1
+    top = np.argsort(-p)[:50]
+    se = np.sqrt(want[top] * (1 - want[top]) / batches)
+    assert np.all(np.abs(hits[top] / batches - want[top]) < 4 * se + 1e-3)
+    assert abs(hits.sum() / batches - want.sum()) < 0.02 * want.sum()
+    for _ in range(3):
+        ids, cnt = select(sampler, val, y, training=True)
+        z = np.zeros(ids.shape, np.float32)
+        sampler.correct(ids, cnt, z)
+        for i in range(BATCH):
+            f = sampler.found[i]
+            own, drawn = ids[i, :f], ids[i, f: cnt[i]]
+            assert not set(own.tolist()) & set(drawn.tolist())
+            assert len(set(drawn.tolist())) == drawn.size > 0
+            np.testing.assert_allclose(z[i, f: cnt[i]], -np.log(want[drawn]), rtol=1e-5)
+            assert not z[i, :f].any()

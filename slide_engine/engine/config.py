@@ -61,6 +61,14 @@ class HashConfig:
     #: one (sampled softmax's log-expected-count correction; exact for ``topup="per-sample"``,
     #: up to the run's spacing for "shared")
     topup_correct: bool = False
+    #: union, training only: how the ``topup_extra`` neurons are drawn. "uniform": as ``topup``
+    #: draws (then topped up to ``min_active``); "log-uniform": ``topup_extra`` draws with
+    #: replacement, shared by the batch, from TF's log-uniform sampler over the labels ranked
+    #: by training frequency (the sampled-softmax baseline's sampler), duplicates and each
+    #: sample's own neurons dropped; ``min_active`` then applies at inference only. With
+    #: ``topup_correct`` a drawn neuron's logit gets ``- log P(drawn)``,
+    #: ``P = 1 - (1 - p)^topup_extra``
+    topup_sampler: Literal["uniform", "log-uniform"] = "uniform"
     #: union, training only: while a batch's mean pairwise query cosine (``query_cos``) is above
     #: this, skip the tables: labels plus the uniform top-up only (``max(min_active,
     #: topup_extra)`` neurons). A collapsed hidden layer sends every query to the same buckets;
@@ -182,6 +190,11 @@ class SlideConfig:
             if not 0.0 <= h.uniform_above_cos <= 1.0:
                 raise ValueError(f"{names[i]}.hash.uniform_above_cos must be in [0, 1]")
             post = h.topup_extra > 0 or h.topup_correct or h.uniform_above_cos < 1.0
+            if h.topup_sampler == "log-uniform" and (h.topup_extra < 1 or i != len(specs) - 1):
+                raise ValueError(
+                    f"{names[i]}.hash.topup_sampler='log-uniform' ranks labels: the output "
+                    "layer only, with topup_extra >= 1"
+                )
             if spec.sampled and post and h.policy != "union":
                 raise ValueError(
                     f"{names[i]}.hash.topup_extra, topup_correct and uniform_above_cos need the "

@@ -50,7 +50,7 @@ from slide_engine.engine.inference import topk_dense, topk_sparse
 from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bias_grad
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
 from slide_engine.engine.rowwise import pair_buffers
-from slide_engine.engine.sampling import LayerSampler, correct_topup_logits
+from slide_engine.engine.sampling import LayerSampler
 from slide_engine.errors import ConfigError
 from slide_engine.harness import RunResult, RunSettings
 from slide_engine.harness import run as harness_run
@@ -176,6 +176,9 @@ class SlideNetwork:
         max_labels = int(np.diff(train.y_indptr).max(initial=0))
         self._build(train.n_features, train.n_labels, max_labels)
         self._train = train
+        out_sampler = self._samplers.get(len(self.layers) - 1)
+        if out_sampler is not None and out_sampler.cfg.topup_sampler == "log-uniform":
+            out_sampler.set_label_counts(np.bincount(train.y_indices, minlength=train.n_labels))
 
     def _build(self, n_features: int, n_labels: int, max_labels: int) -> None:
         if n_labels < 1 or n_features < 1:
@@ -322,8 +325,7 @@ class SlideNetwork:
             ids, cnt, val = buf.layer(last)
             out_sampler = self._samplers.get(last)
             if out_sampler is not None and out_sampler.cfg.topup_correct:
-                correct_topup_logits(out_sampler.found[: rows.shape[0]], cnt, val,
-                                     self._widths[last])
+                out_sampler.correct(ids, cnt, val)
             k.softmax_loss(
                 rows,
                 train.y_indptr,

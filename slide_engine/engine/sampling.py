@@ -239,6 +239,53 @@ def topup_parallel(scr: SelectScratch, shared: bool, floor: int, extra: int, ids
 
 
 @njit(cache=True)
+def _append_one(i, scr, cand, ids, cnt, found):
+    # the batch's drawn candidates that the sample does not hold yet, after its own neurons
+    tid = numba.get_thread_id()
+    st = _new_stamp(scr, tid)
+    mark = scr.mark[tid]
+    out = ids[i]
+    n = cnt[i]
+    for a in range(n):
+        mark[out[a]] = st
+    found[i] = n
+    for c in range(cand.shape[0]):
+        j = cand[c]
+        if mark[j] != st and n < out.shape[0]:
+            mark[j] = st
+            out[n] = j
+            n += 1
+    cnt[i] = n
+
+
+@njit(cache=True)
+def append_serial(scr: SelectScratch, cand: np.ndarray, ids: np.ndarray, cnt: np.ndarray,
+                  found: np.ndarray) -> None:
+    """Append the batch's drawn neurons ``cand`` (int32 (C,), distinct) to each sample's
+    active set, skipping those it holds; ``found`` (B,) receives where they start."""
+    for i in range(cnt.shape[0]):
+        _append_one(i, scr, cand, ids, cnt, found)
+
+
+@njit(cache=True, parallel=True)
+def append_parallel(scr: SelectScratch, cand: np.ndarray, ids: np.ndarray, cnt: np.ndarray,
+                    found: np.ndarray) -> None:
+    """Parallel twin of :func:`append_serial`."""
+    for i in prange(cnt.shape[0]):
+        _append_one(i, scr, cand, ids, cnt, found)
+
+
+@njit(cache=True)
+def correct_drawn_logits(found: np.ndarray, cnt: np.ndarray, ids: np.ndarray, val: np.ndarray,
+                         neg_log_p: np.ndarray) -> None:
+    """Add ``neg_log_p[j]`` (float32 (n,): ``-log P(neuron j drawn)``) to the logit of every
+    drawn neuron ``j`` of each sample (positions ``found[i]`` to ``cnt[i]``), in place."""
+    for i in range(cnt.shape[0]):
+        for a in range(found[i], cnt[i]):
+            val[i, a] += neg_log_p[ids[i, a]]
+
+
+@njit(cache=True)
 def correct_topup_logits(found: np.ndarray, cnt: np.ndarray, val: np.ndarray,
                          n_neurons: int) -> None:
     """Add the uniform top-up's log inverse inclusion probability to its logits.
@@ -316,6 +363,13 @@ class LayerSampler:
         self.found = np.zeros(0, dtype=np.int32)
         #: whether the last training selection skipped the tables (uniform phase)
         self.last_uniform = False
+        #: log-uniform top-up: the draw's cumulative probabilities over the neurons, log(1 - p),
+        #: -log P(drawn in a batch) of the current candidates, batches drawn so far
+        self.draw_cdf = np.zeros(0)
+        self.log1m_p = np.zeros(0)
+        self.neg_log_p = np.zeros(n_neurons if cfg.topup_sampler == "log-uniform" else 0,
+                                  dtype=np.float32)
+        self.cand_draws = 0
         self.schedule = (
             DecayingSchedule(cfg.decay_first_samples, cfg.decay_growth, cfg.redraw_every_samples)
             if cfg.schedule == "decay"
@@ -390,6 +444,47 @@ class LayerSampler:
            scr, rows, *x, y_indptr, y_indices, with_labels, ids, cnt)
         self._post_topup(parallel, scr, False, ids, cnt, rows.shape[0])
 
+    def set_label_counts(self, counts: np.ndarray) -> None:
+        """Training frequency of each neuron's label (int (n_neurons,)) for the log-uniform
+        top-up: TF's log-uniform sampler over the labels ranked by frequency (ties by id)."""
+        n = self.index.n_neurons
+        if counts.shape != (n,):
+            raise ValueError(f"label counts: shape {counts.shape}, expected ({n},)")
+        rank = np.empty(n, dtype=np.float64)
+        rank[np.argsort(-counts, kind="stable")] = np.arange(n)
+        p = np.log1p(1.0 / (rank + 1.0)) / np.log(n + 1.0)
+        self.draw_cdf = np.cumsum(p)
+        self.log1m_p = np.log1p(-p)
+
+    def draw_candidates(self, advance: bool = True) -> np.ndarray:
+        """The next batch's log-uniform draws: distinct neuron ids, int32 (C,), C <= topup_extra.
+
+        Sets :attr:`neg_log_p` of each drawn neuron to ``-log(1 - (1 - p)^S)``, S the number of
+        draws. Seeded by the network seed and the batch's draw number (resumable); without
+        ``advance`` (evaluation) from another stream that training never reads.
+        """
+        if self.draw_cdf.shape[0] == 0:
+            raise RuntimeError("the log-uniform top-up needs set_label_counts() first")
+        s = self.cfg.topup_extra
+        seq = np.random.SeedSequence(
+            [self.seed, self.layer_index, 5 if advance else 6, self.cand_draws]
+        )
+        self.cand_draws += int(advance)
+        u = np.random.default_rng(seq).random(s) * self.draw_cdf[-1]
+        cand = np.unique(np.searchsorted(self.draw_cdf, u, side="right"))
+        cand = np.minimum(cand, self.draw_cdf.shape[0] - 1).astype(np.int32)
+        self.neg_log_p[cand] = -np.log(-np.expm1(s * self.log1m_p[cand]))
+        return cand
+
+    def correct(self, ids: np.ndarray, cnt: np.ndarray, val: np.ndarray) -> None:
+        """Importance-correct the top-up logits of the last training selection in place
+        (``cfg.topup_correct``; ``ids``, ``cnt``, ``val`` (B, cap), (B,), (B, cap))."""
+        found = self.found[: cnt.shape[0]]
+        if self.cfg.topup_sampler == "log-uniform":
+            correct_drawn_logits(found, cnt, ids, val, self.neg_log_p)
+        else:
+            correct_topup_logits(found, cnt, val, self.index.n_neurons)
+
     def _post_topup(self, parallel: bool, scr: SelectScratch, training: bool, ids: np.ndarray,
                     cnt: np.ndarray, batch: int) -> None:
         # the top-up drawn after the kernel (post_topup): to min_active, plus topup_extra in
@@ -398,6 +493,11 @@ class LayerSampler:
             return
         if self.found.shape[0] < batch:
             self.found = np.zeros(batch, dtype=np.int32)
+        if training and self.cfg.topup_sampler == "log-uniform":
+            fn = append_parallel if parallel else append_serial
+            cand = self.draw_candidates(advance=scr is self.scratch)
+            fn(scr, cand, ids[:batch], cnt[:batch], self.found[:batch])
+            return
         extra = self.cfg.topup_extra if training else 0
         fn = topup_parallel if parallel else topup_serial
         fn(scr, self.policy.topup == TOPUP_SHARED, self.cfg.min_active, extra, ids[:batch],
@@ -511,6 +611,7 @@ class LayerSampler:
         out[prefix + "topup_at"] = self.scratch.perm_at
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
         out[prefix + "built_row_step"] = self.built_row_step
+        out[prefix + "cand_draws"] = np.array([self.cand_draws], dtype=np.int64)
         if self.mongoose is not None:
             out.update(self.mongoose.state_dict(prefix + "mongoose."))
         return out
@@ -542,6 +643,7 @@ class LayerSampler:
         self.built_row_step = np.array(
             state.get(prefix + "built_row_step", np.zeros(0)), dtype=np.int64
         )
+        self.cand_draws = int(np.asarray(state.get(prefix + "cand_draws", [0]))[0])
         self.scratch.mark[...] = 0
         self.scratch.stamp[...] = 0
         if self.mongoose is not None:
