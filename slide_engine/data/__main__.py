@@ -1,4 +1,4 @@
-"""Command line of the data layer: ``python -m slide_engine.data {generate,stats,prepare}``.
+"""Command line of the data layer: ``python -m slide_engine.data {generate,stats,prepare,compare-real}``.
 
 Exit codes: 0 done, 2 bad input (one clear message, no traceback unless ``--debug``).
 """
@@ -76,6 +76,28 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     print(f"prepared {out}/train.npz and {out}/test.npz (shuffled, seed {args.seed})")
 
 
+def _cmd_compare_real(args: argparse.Namespace) -> None:
+    from slide_engine.data.realism import (
+        CompareSettings,
+        compare_real,
+        format_comparison,
+        write_rows,
+    )
+
+    settings = CompareSettings(
+        epochs=args.epochs, seeds=tuple(range(args.seeds)), threads=args.threads
+    )
+    rows = compare_real(
+        args.dataset, args.data_root, settings, split=args.split,
+        preset_overrides=_key_values(args.set),
+        progress=lambda msg: print(f"  training {msg}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    print(format_comparison(rows))
+    if args.csv:
+        write_rows(rows, args.csv)
+        print(f"wrote {args.csv}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m slide_engine.data``."""
     parser = argparse.ArgumentParser(prog="python -m slide_engine.data", description=__doc__)
@@ -108,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--split", type=int, default=1)
     pr.add_argument("--seed", type=int, default=0)
     pr.set_defaults(func=_cmd_prepare)
+    cr = sub.add_parser(
+        "compare-real",
+        parents=[common],
+        help="train the same small experiment on a real dataset and its twin preset; print both",
+    )
+    cr.add_argument("--dataset", default="bibtex", help="real dataset with a twin (bibtex)")
+    cr.add_argument("--data-root", default="../shared/data", help="folder of the archives")
+    cr.add_argument("--split", type=int, default=1)
+    cr.add_argument("--epochs", type=int, default=10)
+    cr.add_argument("--seeds", type=int, default=2, help="seeds 0 .. N-1 per method")
+    cr.add_argument("--threads", type=int, default=1)
+    cr.add_argument("--csv", default=None, help="also write the tidy rows here")
+    cr.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a field of the twin preset (calibration)",
+    )  # fmt: skip
+    cr.set_defaults(func=_cmd_compare_real)
     return parser
 
 

@@ -43,6 +43,9 @@ def _sample_point(
     background_cdf: np.ndarray,
     feature_of_rank: np.ndarray,
     signal: float,
+    cluster_cdf: np.ndarray,
+    cluster_size: int,
+    topic_labels: float,
     mark: np.ndarray,
     slot: np.ndarray,
     stamp: int,
@@ -52,10 +55,18 @@ def _sample_point(
     n_labels = label_cdf.shape[0]
     for j in range(k):
         tries = 0
+        # labels after the first come from the first label's cluster with probability
+        # topic_labels (no draw at all when it is 0, so such specs keep their streams)
+        topical = j > 0 and topic_labels > 0.0 and _uniform(state) < topic_labels
         while True:  # distinct labels; k <= L / 2 is guaranteed by the caller
             tries += 1
             u = _uniform(state)
-            if tries <= 1000:
+            if topical and tries <= 20:  # siblings by popularity; a full cluster falls through
+                lo = (y_out[0] // cluster_size) * cluster_size
+                hi = min(lo + cluster_size, n_labels)
+                lab = lo + np.searchsorted(cluster_cdf[lo:hi], u, side="right")
+                lab = min(lab, hi - 1)
+            elif tries <= 1000:
                 lab = label_of_rank[np.searchsorted(label_cdf, u, side="right")]
             else:  # a head too heavy to give k distinct labels soon: finish uniformly
                 lab = label_of_rank[int(u * n_labels)]
@@ -110,6 +121,9 @@ def sample_points(
     background_cdf: np.ndarray,
     feature_of_rank: np.ndarray,
     signal: float,
+    cluster_cdf: np.ndarray,
+    cluster_size: int,
+    topic_labels: float,
     n_features: int,
 ) -> None:
     """Sample labels and term counts of points ``first .. first + n - 1``.
@@ -142,6 +156,13 @@ def sample_points(
         Cumulative background (Zipf) feature popularity by rank.
     signal : float
         Probability that a token comes from one of the point's label signatures.
+    cluster_cdf : ndarray of float64, shape (L,)
+        Cumulative popularity of the labels within their cluster (labels ``c * cluster_size``
+        to ``(c + 1) * cluster_size - 1`` form cluster c; each cluster's run ends at 1.0).
+    cluster_size : int
+        Labels per cluster.
+    topic_labels : float
+        Probability that a label after a point's first is drawn from the first one's cluster.
     n_features : int
         D (size of the per-block scratch arrays).
     """
@@ -165,6 +186,9 @@ def sample_points(
                 background_cdf,
                 feature_of_rank,
                 signal,
+                cluster_cdf,
+                cluster_size,
+                topic_labels,
                 mark,
                 slot,
                 i,

@@ -44,6 +44,91 @@ def dataset_stats(data: XCData) -> dict[str, float]:
     return stats
 
 
+def structure_stats(data: XCData, max_pairs: int = 50_000_000) -> dict[str, float]:
+    """How labels relate to each other and to the features: what makes negatives hard.
+
+    Parameters
+    ----------
+    data : XCData
+    max_pairs : int
+        Label-pair and centroid statistics are NaN when they would need more than this many
+        entries (label pairs over all points, or labels x features for the centroids).
+
+    Returns
+    -------
+    dict
+        ``values_mean`` (1 for binary features), ``labels_per_point_cv`` and
+        ``features_per_point_cv`` (std / mean over points), ``feature_df_q50/q90/max`` (share of
+        points holding a feature), ``label_pairs_cooccurring`` (share of the L(L-1)/2 label
+        pairs that share a point), ``cooccurrence_top5_share`` (mean over labels of the share of
+        its co-occurrences that fall on its 5 most frequent partners: topical structure),
+        ``nearest_label_cosine`` (mean over labels of the largest cosine between its feature
+        centroid and another label's: how confusable labels are).
+    """
+    n = max(data.n_points, 1)
+    y_counts = np.diff(data.y_indptr).astype(np.float64)
+    x_counts = np.diff(data.x_indptr).astype(np.float64)
+    df = np.bincount(data.x_indices, minlength=data.n_features) / n
+    stats: dict[str, float] = {
+        "values_mean": float(data.x_values.mean()) if data.x_values.size else 0.0,
+        "labels_per_point_cv": float(y_counts.std() / max(y_counts.mean(), 1e-12)),
+        "features_per_point_cv": float(x_counts.std() / max(x_counts.mean(), 1e-12)),
+        "feature_df_q50": float(np.quantile(df, 0.5)) if df.size else 0.0,
+        "feature_df_q90": float(np.quantile(df, 0.9)) if df.size else 0.0,
+        "feature_df_max": float(df.max()) if df.size else 0.0,
+    }
+    stats.update(_cooccurrence(data, max_pairs))
+    stats["nearest_label_cosine"] = _nearest_label_cosine(data, max_pairs)
+    return stats
+
+
+def _cooccurrence(data: XCData, max_pairs: int) -> dict[str, float]:
+    nan = {"label_pairs_cooccurring": float("nan"), "cooccurrence_top5_share": float("nan")}
+    k = np.diff(data.y_indptr)
+    if int((k * (k - 1)).sum()) > max_pairs or data.n_labels < 2:
+        return nan
+    firsts, seconds = [], []
+    for size in np.unique(k[k >= 2]):  # all ordered pairs of the points with `size` labels
+        rows = np.flatnonzero(k == size)
+        labels = data.y_indices[data.y_indptr[rows][:, None] + np.arange(size)]
+        i, j = np.nonzero(~np.eye(size, dtype=bool))
+        firsts.append(labels[:, i].ravel())
+        seconds.append(labels[:, j].ravel())
+    if not firsts:
+        return nan
+    keys = np.concatenate(firsts).astype(np.int64) * data.n_labels + np.concatenate(seconds)
+    pairs, counts = np.unique(keys, return_counts=True)
+    owner = pairs // data.n_labels
+    n_pairs = data.n_labels * (data.n_labels - 1)
+    shares = []
+    starts = np.searchsorted(owner, np.unique(owner))
+    for start, stop in zip(starts, [*starts[1:], owner.size], strict=True):
+        c = np.sort(counts[start:stop])[::-1]
+        shares.append(c[:5].sum() / c.sum())
+    return {
+        "label_pairs_cooccurring": pairs.size / n_pairs,
+        "cooccurrence_top5_share": float(np.mean(shares)),
+    }
+
+
+def _nearest_label_cosine(data: XCData, max_entries: int) -> float:
+    if data.n_labels * data.n_features > max_entries or data.n_labels < 2:
+        return float("nan")
+    centroids = np.zeros((data.n_labels, data.n_features), dtype=np.float64)
+    point_of_label = np.repeat(np.arange(data.n_points), np.diff(data.y_indptr))
+    for point, label in zip(point_of_label, data.y_indices, strict=True):
+        lo, hi = data.x_indptr[point], data.x_indptr[point + 1]
+        centroids[label, data.x_indices[lo:hi]] += data.x_values[lo:hi]
+    norms = np.linalg.norm(centroids, axis=1)
+    used = norms > 0
+    c = centroids[used] / norms[used, None]
+    if c.shape[0] < 2:
+        return float("nan")
+    sims = c @ c.T
+    np.fill_diagonal(sims, -np.inf)
+    return float(sims.max(axis=1).mean())
+
+
 def format_stats_table(columns: dict[str, dict[str, float]]) -> str:
     """Render several :func:`dataset_stats` results side by side (one column per dataset)."""
     names = list(columns)

@@ -13,12 +13,18 @@ Model (all sizes are :class:`SynthSpec` fields):
   ``cluster_size`` related labels: a share ``shared_words`` of each signature's slots holds the
   cluster's common words, so related labels are hard to tell apart. Slot j of every signature
   has weight ``1 / (j + 1)``.
+- Co-occurrence: each label of a point after its first comes, with probability
+  ``topic_labels``, from the first label's cluster (by popularity within it), otherwise from the
+  popularity law. Labels that co-occur then also share words: a point's hardest negatives are
+  its labels' siblings, which is what makes table-chosen negatives worth more than uniform
+  ones (docs/pipeline.md, "Synthetic data against real data").
 - A point's tokens come, with probability ``signal``, from the signature of one of its labels
   (picked uniformly) and otherwise from the background; tokens are drawn until the point has
   its target number of distinct features (``1 + NegBin`` with mean ``features_per_point``).
 - Values are tf-idf: ``(1 + log tf) * log((1 + n_train) / (1 + df))`` with df from the train
   split, each row L2-normalised and rounded to multiples of 1e-6 (so the text files written with
-  ``%.6g`` re-read bit-exactly).
+  ``%.6g`` re-read bit-exactly); or, with ``values="binary"``, 1 for every present feature
+  (Bibtex's features).
 
 Labels are learnable from the signature words, yet the background noise, shared signature words
 and the tail labels keep P@1 well below 1. The train split is points ``0 .. n_train - 1`` and
@@ -57,6 +63,11 @@ class SynthSpec:
     cluster_size: int = 10  # labels with consecutive ids form a cluster of related labels
     shared_words: float = 0.7  # share of signature slots taken from the cluster's common words
     count_dispersion: float = 2.0  # negative-binomial shape of per-point counts (smaller = wider)
+    # share of a point's labels after its first drawn from the first one's cluster (labels that
+    # co-occur are then also the ones that share words: each other's hardest negatives)
+    topic_labels: float = 0.0
+    feature_dispersion: float = 0.0  # NegBin shape of the feature counts; 0: count_dispersion
+    values: str = "tfidf"  # "tfidf" (L2-normalised rows) or "binary" (every present feature 1)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on an impossible combination of values."""
@@ -73,11 +84,20 @@ class SynthSpec:
             problems.append("signature_size, cluster_size must be >= 1, count_dispersion > 0")
         if not 0 <= self.shared_words <= 1:
             problems.append("shared_words must be in [0, 1]")
+        if not 0 <= self.topic_labels <= 1 or self.feature_dispersion < 0:
+            problems.append("topic_labels must be in [0, 1], feature_dispersion >= 0")
+        if self.values not in ("tfidf", "binary"):
+            problems.append(f"values must be 'tfidf' or 'binary', not {self.values!r}")
         if min(self.label_exponent, self.feature_exponent, self.signature_exponent) < 0:
             problems.append("exponents must be >= 0")
         if problems:
             raise ConfigError("invalid synthetic spec: " + "; ".join(problems))
 
+
+# the generator's mechanisms as calibrated against the real Bibtex (compare-real): a point's
+# labels mostly come from one cluster, whose members share most of their signature words
+# (``shared_words``, on by default), so co-occurring labels are each other's hard negatives
+CALIBRATED: dict[str, float] = {"topic_labels": 0.8}
 
 PRESETS: dict[str, SynthSpec] = {
     # seconds; for CI and unit tests
@@ -90,6 +110,14 @@ PRESETS: dict[str, SynthSpec] = {
     "default": SynthSpec(
         n_train=25_000, n_test=5_000, n_features=30_000, n_labels=30_000,
         labels_per_point=5.0, features_per_point=60.0, label_exponent=0.8,
+    ),
+    # the twin of the real Bibtex (split 1): its sizes, binary features, its label and feature
+    # statistics and its label co-occurrence; `python -m slide_engine.data compare-real`
+    # measures both side by side (docs/pipeline.md)
+    "bibtex-like": SynthSpec(
+        n_train=4_880, n_test=2_515, n_features=1_836, n_labels=159,
+        labels_per_point=2.4, features_per_point=68.7, label_exponent=0.7, signal=0.09,
+        count_dispersion=1.3, feature_dispersion=4.0, values="binary", **CALIBRATED,
     ),
     # sizes of Amazon-670K (slide-facts.md); ~75 features per point as in the BoW release
     "amazon670k-like": SynthSpec(
@@ -128,7 +156,10 @@ def resolve_spec(
         if key not in types:
             raise ConfigError(f"unknown synthetic spec field {key!r}; fields: {', '.join(types)}")
         try:
-            changes[key] = int(raw.replace("_", "")) if types[key] == "int" else float(raw)
+            if types[key] == "str":
+                changes[key] = raw
+            else:
+                changes[key] = int(raw.replace("_", "")) if types[key] == "int" else float(raw)
         except ValueError as err:
             raise ConfigError(f"{key}={raw!r}: expected a {types[key]}") from err
     spec = dataclasses.replace(spec, **changes)
@@ -141,6 +172,18 @@ def _power_cdf(n: int, exponent: float) -> np.ndarray:
     cdf = np.cumsum(weights)
     cdf /= cdf[-1]
     cdf[-1] = 1.0
+    return cdf
+
+
+def _cluster_cdf(label_cdf: np.ndarray, label_of_rank: np.ndarray, size: int) -> np.ndarray:
+    """Cumulative popularity of each label within its cluster of ``size`` consecutive ids."""
+    weight = np.empty(label_cdf.size)
+    weight[label_of_rank] = np.diff(label_cdf, prepend=0.0)
+    cdf = np.empty_like(weight)
+    for lo in range(0, weight.size, size):
+        run = np.cumsum(weight[lo : lo + size])
+        cdf[lo : lo + size] = run / run[-1]
+        cdf[min(lo + size, weight.size) - 1] = 1.0
     return cdf
 
 
@@ -186,11 +229,13 @@ def generate(preset_or_spec: str | SynthSpec, seed: int) -> tuple[XCData, XCData
         feature_of_rank[np.where(shared, common[cluster], own)], dtype=np.int32
     )
     slot_cdf = _power_cdf(spec.signature_size, 1.0)
+    cluster_cdf = _cluster_cdf(label_cdf, label_of_rank, spec.cluster_size)
     stream_seed = np.uint64(rng.integers(2**63))
 
     n = spec.n_train + spec.n_test
     n_labels = _counts(rng, n, spec.labels_per_point, spec.count_dispersion, l_ // 2)
-    n_feats = _counts(rng, n, spec.features_per_point, spec.count_dispersion, d // 4)
+    dispersion = spec.feature_dispersion or spec.count_dispersion
+    n_feats = _counts(rng, n, spec.features_per_point, dispersion, d // 4)
     splits = []
     first = 0
     for size in (spec.n_train, spec.n_test):
@@ -205,7 +250,7 @@ def generate(preset_or_spec: str | SynthSpec, seed: int) -> tuple[XCData, XCData
         sample_points(
             stream_seed, first, y_indptr, x_indptr, y_indices, x_indices, x_tf, x_count,
             label_cdf, label_of_rank, signatures, slot_cdf, background_cdf, feature_of_rank,
-            spec.signal, d,
+            spec.signal, cluster_cdf, spec.cluster_size, spec.topic_labels, d,
         )  # fmt: skip
         if np.any(x_count < n_feats[first : first + size]):  # budget ran out: drop unset slots
             keep = np.arange(x_indices.size) - np.repeat(x_indptr[:-1], np.diff(x_indptr))
@@ -219,6 +264,9 @@ def generate(preset_or_spec: str | SynthSpec, seed: int) -> tuple[XCData, XCData
     idf = np.maximum(idf, 0.0) + 1.0
     out = []
     for x_indptr, x_indices, x_tf, y_indptr, y_indices in splits:
-        values = tfidf_rows(x_indptr, x_indices, x_tf, idf, _VALUE_SCALE)
+        if spec.values == "binary":
+            values = np.ones(x_indices.size, dtype=np.float32)
+        else:
+            values = tfidf_rows(x_indptr, x_indices, x_tf, idf, _VALUE_SCALE)
         out.append(XCData(x_indptr, x_indices, values, y_indptr, y_indices, d, l_))
     return out[0], out[1]
