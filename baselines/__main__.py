@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 
 from baselines.config import BaselineConfig
-from slide_engine.cli import (
+from slide_bench.cli import (
     add_run_arguments,
     from_dict,
     load_config,
@@ -30,9 +30,9 @@ from slide_engine.cli import (
     run_settings,
     to_dict,
 )
-from slide_engine.data import load_dataset
-from slide_engine.errors import ConfigError
-from slide_engine.harness import epoch_order, run
+from slide_bench.data import load_dataset
+from slide_bench.errors import ConfigError
+from slide_bench.harness import epoch_order, run
 
 __all__ = ["main"]
 

@@ -72,7 +72,7 @@ def feature_arrays(data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
     Parameters
     ----------
-    data : slide_engine.data.XCData
+    data : slide_bench.data.XCData
         The dataset.
     rows : ndarray of int, shape (B,)
         Point indices.
@@ -97,7 +97,7 @@ def make_batch(data, rows: np.ndarray) -> Batch:
 
     Parameters
     ----------
-    data : slide_engine.data.XCData
+    data : slide_bench.data.XCData
         The dataset (CSR features and labels).
     rows : ndarray of int, shape (B,)
         Point indices of the batch.

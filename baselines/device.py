@@ -24,8 +24,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from slide_engine.errors import ConfigError, GPUUnavailableError
-from slide_engine.runlog import gpu_inventory, installed_versions, parse_nvidia_smi
+from slide_bench.errors import ConfigError, GPUUnavailableError
+from slide_bench.runlog import gpu_inventory, installed_versions, parse_nvidia_smi
 
 __all__ = [
     "CUDA_LIBRARIES",
@@ -299,7 +299,7 @@ def gpu_provenance(index: int = 0, smi_output: str | None = None,
         TensorFlow's GPU index (``/GPU:index``).
     smi_output : str, optional
         ``nvidia-smi`` output to use instead of running it
-        (:func:`slide_engine.runlog.parse_nvidia_smi`).
+        (:func:`slide_bench.runlog.parse_nvidia_smi`).
     description : str, optional
         TensorFlow's physical device description to use instead of asking TensorFlow.
 

@@ -41,8 +41,8 @@ from baselines.placement import PlacedOp, PlacementReport, capture, check
 from baselines.samplers import sample_candidates
 from baselines.stderr import held_stderr
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import generate
-from slide_engine.harness import epoch_order
+from slide_bench.data import generate
+from slide_bench.harness import epoch_order
 
 __all__ = ["GPU_RTOL", "ORACLE_RTOL", "StepCheck", "numpy_full_softmax_loss", "run", "run_check"]
 
@@ -123,7 +123,7 @@ def numpy_full_softmax_loss(state: dict[str, np.ndarray], data, rows: np.ndarray
     state : dict
         A model's ``state_dict()`` (``net/w1`` [D, H], ``net/b1`` [H], ``net/w2`` [L, H],
         ``net/b2`` [L]).
-    data : slide_engine.data.XCData
+    data : slide_bench.data.XCData
     rows : ndarray of int, shape (B,)
 
     Returns

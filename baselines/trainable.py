@@ -78,7 +78,7 @@ class TFSoftmaxTrainable:
 
     Raises
     ------
-    slide_engine.errors.GPUUnavailableError
+    slide_bench.errors.GPUUnavailableError
         If the GPU is requested and none is visible.
     """
 
@@ -255,7 +255,7 @@ class TFSoftmaxTrainable:
 
         Parameters
         ----------
-        data : slide_engine.data.XCData
+        data : slide_bench.data.XCData
         k : int
 
         Returns

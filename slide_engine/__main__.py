@@ -19,7 +19,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from slide_engine.cli import (
+from slide_bench.cli import (
     add_run_arguments,
     from_dict,
     load_config,
@@ -27,9 +27,9 @@ from slide_engine.cli import (
     run_settings,
     to_dict,
 )
-from slide_engine.data import load_dataset
+from slide_bench.data import load_dataset
+from slide_bench.harness import run
 from slide_engine.engine import SlideConfig, SlideNetwork
-from slide_engine.harness import run
 
 __all__ = ["main"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slide_engine.data import XCData
+from slide_bench.data import XCData
 
 
 def toy_data(n: int = 24, n_features: int = 40, n_labels: int = 15, seed: int = 0,

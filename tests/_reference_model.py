@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slide_engine.data.xcdata import XCData
+from slide_bench.data.xcdata import XCData
 
 
 def make_dataset(n: int, n_features: int, n_labels: int, seed: int) -> XCData:

@@ -12,9 +12,9 @@ import pytest
 
 from baselines.config import BaselineConfig
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import shuffle
-from slide_engine.data.repo_zip import read_repo_zip
-from slide_engine.harness import RunSettings, run
+from slide_bench.data import shuffle
+from slide_bench.data.repo_zip import read_repo_zip
+from slide_bench.harness import RunSettings, run
 
 
 @pytest.mark.slow

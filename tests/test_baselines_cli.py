@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from slide_engine.data import generate, save_npz
-from slide_engine.runlog import CURVE_COLUMNS
+from slide_bench.data import generate, save_npz
+from slide_bench.runlog import CURVE_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 

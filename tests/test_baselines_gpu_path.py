@@ -25,8 +25,8 @@ from baselines.doctor import numpy_full_softmax_loss
 from baselines.placement import CATEGORIES, PlacedOp, capture, check, classify
 from baselines.timing import finish
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import generate
-from slide_engine.runlog import gpu_inventory, parse_nvidia_smi, provenance
+from slide_bench.data import generate
+from slide_bench.runlog import gpu_inventory, parse_nvidia_smi, provenance
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))

@@ -10,7 +10,7 @@ from baselines.batches import make_batch
 from baselines.config import BaselineConfig
 from baselines.samplers import log_expected_counts, sample_candidates, sampler_log_probs
 from baselines.trainable import TFSoftmaxTrainable
-from slide_engine.data import XCData, generate
+from slide_bench.data import XCData, generate
 
 
 @pytest.fixture(scope="module")

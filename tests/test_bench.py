@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slide_engine import bench
+from slide_bench import bench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def _gpu_visible() -> bool:
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "slide_engine.bench", "--preset", "tiny", *extra,
+        [sys.executable, "-m", "slide_bench.bench", "--preset", "tiny", *extra,
          "--out", str(tmp_path / "bench.csv")],
         cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )

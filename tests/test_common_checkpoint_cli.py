@@ -12,9 +12,9 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from slide_engine.cli import from_dict, load_config
-from slide_engine.errors import ConfigError
+from slide_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slide_bench.cli import from_dict, load_config
+from slide_bench.errors import ConfigError
 
 
 def _state():
@@ -150,8 +150,8 @@ def test_missing_or_invalid_config_file(tmp_path):
 def test_main_guard_exit_codes():
     code = (
         "import sys\n"
-        "from slide_engine.cli import main_guard\n"
-        "from slide_engine.errors import ConfigError, GPUUnavailableError\n"
+        "from slide_bench.cli import main_guard\n"
+        "from slide_bench.errors import ConfigError, GPUUnavailableError\n"
         "def main(argv):\n"
         "    if argv[0] == 'gpu': raise GPUUnavailableError('no GPU visible')\n"
         "    if argv[0] == 'cfg': raise ConfigError('bad value for run.epochs')\n"

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from _reference_model import SoftmaxRegression, make_dataset
 
-from slide_engine.harness import OutputError, RunSettings, epoch_order, run
-from slide_engine.runlog import read_sidecar
+from slide_bench.harness import OutputError, RunSettings, epoch_order, run
+from slide_bench.runlog import read_sidecar
 
 TIMING = ["train_seconds", "eval_seconds"]
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from slide_engine.metrics import ndcg_at_k, precision_at_k, topk_from_scores
+from slide_bench.metrics import ndcg_at_k, precision_at_k, topk_from_scores
 
 
 def _random_labels(rng, n, n_labels, max_per_point=4):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slide_engine.data.synthetic import resolve_spec
-from slide_engine.data.xc_shapes import XC_SHAPES, shape_at, sweep_datasets
-from slide_engine.errors import ConfigError
-from slide_engine.report.crossover import (
+from slide_bench.data.synthetic import resolve_spec
+from slide_bench.data.xc_shapes import XC_SHAPES, shape_at, sweep_datasets
+from slide_bench.errors import ConfigError
+from slide_bench.report.crossover import (
     CROSSOVER_COLUMNS,
     crossover_bands,
     crossover_points,

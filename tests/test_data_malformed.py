@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slide_engine.data import XCData, load_npz, read_repo_zip, read_xc_text, save_npz
-from slide_engine.errors import DataFormatError
+from slide_bench.data import XCData, load_npz, read_repo_zip, read_xc_text, save_npz
+from slide_bench.errors import DataFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "malformed"
 
@@ -59,7 +59,7 @@ def test_malformed_file_error(name: str) -> None:
 
 def test_cli_on_malformed_file_exits_2_without_traceback() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "slide_engine.data", "stats", str(FIXTURES / "nan_value.txt")],
+        [sys.executable, "-m", "slide_bench.data", "stats", str(FIXTURES / "nan_value.txt")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,16 +14,16 @@ import gdown
 import numpy as np
 import pytest
 
-from slide_engine.data import load_npz, prepare, read_repo_zip, shuffle, write_xc_text
-from slide_engine.data.archive import detect_layout, safe_extract
-from slide_engine.data.download import archive_path, fetch_archive, verify_archive
-from slide_engine.data.registry import TRAIN_TEST, DriveFile, get_entry
-from slide_engine.data.synthetic import generate
-from slide_engine.errors import ChecksumError, DownloadError
+from slide_bench.data import load_npz, prepare, read_repo_zip, shuffle, write_xc_text
+from slide_bench.data.archive import detect_layout, safe_extract
+from slide_bench.data.download import archive_path, fetch_archive, verify_archive
+from slide_bench.data.registry import TRAIN_TEST, DriveFile, get_entry
+from slide_bench.data.synthetic import generate
+from slide_bench.errors import ChecksumError, DownloadError
 
 BIBTEX = get_entry("Bibtex")
-# the module, not the function of the same name that slide_engine.data exports
-prepare_module = importlib.import_module("slide_engine.data.prepare")
+# the module, not the function of the same name that slide_bench.data exports
+prepare_module = importlib.import_module("slide_bench.data.prepare")
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slide_engine.data import XCData, read_xc_text, write_xc_text
-from slide_engine.data import xc_text as xc_text_module
+from slide_bench.data import XCData, read_xc_text, write_xc_text
+from slide_bench.data import xc_text as xc_text_module
 
 
 def reference_parse(text: str) -> XCData:

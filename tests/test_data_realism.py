@@ -1,6 +1,6 @@
 """The synthetic twin against the real Bibtex, and the generator mechanisms behind it.
 
-The slow test runs the documented comparison (``python -m slide_engine.data compare-real``:
+The slow test runs the documented comparison (``python -m slide_bench.data compare-real``:
 10 epochs, lazy Adam lr 1e-3, two seeds, an active budget of 20 % of the labels) on the real
 Bibtex (split 1) and its twin preset ``bibtex-like`` and checks what the calibration promises:
 the twin's tables-over-uniform P@1 gap has the real gap's sign and at least half its size, TF
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slide_engine.data import XCData, dataset_stats, generate
-from slide_engine.data.realism import CompareSettings, compare_real, format_comparison, summarise
-from slide_engine.data.stats import structure_stats
-from slide_engine.data.synthetic import resolve_spec
-from slide_engine.errors import ConfigError
+from slide_bench.data import XCData, dataset_stats, generate
+from slide_bench.data.realism import CompareSettings, compare_real, format_comparison, summarise
+from slide_bench.data.stats import structure_stats
+from slide_bench.data.synthetic import resolve_spec
+from slide_bench.errors import ConfigError
 
 # statistic -> (relative tolerance, absolute tolerance) of twin against real
 STAT_TOLERANCES = {

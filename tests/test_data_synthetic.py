@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 
-from slide_engine.data import (
+from slide_bench.data import (
     PRESETS,
     SynthSpec,
     XCData,
@@ -21,8 +21,8 @@ from slide_engine.data import (
     save_npz,
     shuffle,
 )
-from slide_engine.data.__main__ import main
-from slide_engine.errors import ConfigError
+from slide_bench.data.__main__ import main
+from slide_bench.errors import ConfigError
 
 ARRAYS = ("x_indptr", "x_indices", "x_values", "y_indptr", "y_indices")
 
@@ -108,7 +108,7 @@ def test_learnable_but_not_trivial(tiny: tuple[XCData, XCData]) -> None:
 
 
 def test_spec_overrides_and_errors() -> None:
-    from slide_engine.data.synthetic import resolve_spec
+    from slide_bench.data.synthetic import resolve_spec
 
     spec = resolve_spec("tiny", {"n_train": "300", "signal": "0.5"})
     assert (spec.n_train, spec.signal) == (300, 0.5)
@@ -167,7 +167,7 @@ def test_stats_cli_side_by_side(
 def test_generate_cli_marks_completion_and_keeps_the_old_set_on_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import slide_engine.data.__main__ as cli
+    import slide_bench.data.__main__ as cli
 
     assert main(["generate", "--preset", "tiny", "--seed", "0", "--out", str(tmp_path)]) == 0
     meta = json.loads((tmp_path / cli.GENERATED).read_text())

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from slide_engine.data import XCData, generate
-from slide_engine.errors import DataFormatError
+from slide_bench.data import XCData, generate
+from slide_bench.errors import DataFormatError
 
 
 def dense_x(data: XCData) -> np.ndarray:

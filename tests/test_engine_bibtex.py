@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.data import read_repo_zip, shuffle
+from slide_bench.data import read_repo_zip, shuffle
+from slide_bench.harness import epoch_order
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
-from slide_engine.harness import epoch_order
 
 EPOCHS = 20
 SEEDS = (0, 1)

@@ -12,11 +12,11 @@ import numba
 import numpy as np
 import pytest
 
-from slide_engine.cli import from_dict
-from slide_engine.data import generate
+from slide_bench.cli import from_dict
+from slide_bench.data import generate
+from slide_bench.errors import ConfigError
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
 from slide_engine.engine.sampling import LayerSampler
-from slide_engine.errors import ConfigError
 from slide_engine.lsh import bucket_ids, hash_dense, hash_scratch_sizes
 
 N_NEURONS, DIM, BATCH = 20000, 24, 16

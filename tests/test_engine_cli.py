@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
+from slide_bench.data import generate, save_npz
+from slide_bench.errors import ConfigError
 from slide_engine.__main__ import main
-from slide_engine.data import generate, save_npz
-from slide_engine.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

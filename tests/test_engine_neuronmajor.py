@@ -22,7 +22,7 @@ import pytest
 from _engine_reference import LazyAdam
 from test_engine_oracle import B1, B2, EPS, LR, RTOL, active_sets, check_step, make_net, rel
 
-from slide_engine.data import XCData
+from slide_bench.data import XCData
 from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork
 from slide_engine.engine.kernels import layer_forward_serial
 from slide_engine.engine.rowwise import (

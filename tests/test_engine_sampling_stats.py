@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.data import generate
+from slide_bench.data import generate
+from slide_bench.harness import epoch_order
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
-from slide_engine.harness import epoch_order
 from slide_engine.lsh import hash_dense, hash_scratch_sizes
 
 

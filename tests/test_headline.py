@@ -1,4 +1,4 @@
-"""Time to accuracy levels and the headline (slide_engine.report.headline) against hand-computed
+"""Time to accuracy levels and the headline (slide_bench.report.headline) against hand-computed
 values: levels from the grid's best P@1, per-seed ratios, inf/0 when one side never got there,
 the verdict's clauses."""
 
@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from slide_engine.report.headline import (
+from slide_bench.report.headline import (
     HEADLINE_COLUMNS,
     LEVEL_COLUMNS,
     RATIO_COLUMNS,

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from slide_engine import machine
+from slide_bench import machine
 
 
 def _adam_reference(w, m, v):

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from slide_engine.data import generate
+from slide_bench.data import generate
+from slide_bench.errors import ConfigError
+from slide_bench.harness import RunSettings
 from slide_engine.engine import SlideConfig
 from slide_engine.engine.config import HashConfig, OutputConfig
-from slide_engine.errors import ConfigError
-from slide_engine.harness import RunSettings
 from slide_engine.mongoose import MongooseConfig
 from slide_engine.mongoose.__main__ import main
 from slide_engine.mongoose.compare import METHODS, compare

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.data import shuffle
-from slide_engine.data.repo_zip import read_repo_zip
+from slide_bench.data import shuffle
+from slide_bench.data.repo_zip import read_repo_zip
 from slide_engine.engine import SlideConfig, SlideNetwork
 from slide_engine.engine.config import HashConfig, OutputConfig
 from slide_engine.lsh import LSHIndex

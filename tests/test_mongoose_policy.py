@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 from slide_engine.lsh import LSHIndex, hash_rows
 from slide_engine.mongoose import MongooseConfig, MongoosePolicy, mongoose_overrides
 

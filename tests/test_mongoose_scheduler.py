@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 from slide_engine.mongoose.scheduler import DriftScheduler
 from slide_engine.mongoose.sketch import (
     _sketch_rows_parallel,

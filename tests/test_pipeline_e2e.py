@@ -18,7 +18,7 @@ import pytest
 import yaml
 from _pipeline import REPO, absolute_config, run_snakemake, snakemake_argv
 
-from slide_engine.data import load_npz
+from slide_bench.data import load_npz
 
 FIGURES = (
     "convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling",

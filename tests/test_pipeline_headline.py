@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from slide_engine.report.headline import HEADLINE_COLUMNS
-from slide_engine.report.series import time_to_target
+from slide_bench.report.headline import HEADLINE_COLUMNS
+from slide_bench.report.series import time_to_target
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "config" / "ci" / "data"

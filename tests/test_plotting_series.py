@@ -1,4 +1,4 @@
-"""The plotted series (slide_engine.report.series) against hand-computed values."""
+"""The plotted series (slide_bench.report.series) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slide_engine.report.series import (
+from slide_bench.report.series import (
     band_over_runs,
     headline_runs,
     method_styles,
@@ -170,7 +170,7 @@ def ratio_summary():
 
 
 def test_convergence_time_figure_draws_the_level_and_writes_the_verdicts_under_the_axes():
-    from slide_engine.report.figures import convergence_figure
+    from slide_bench.report.figures import convergence_figure
 
     summary = ratio_summary()
     summary = summary[summary["method"].isin(["slide", "tf-full"])].assign(
@@ -195,7 +195,7 @@ def test_convergence_time_figure_draws_the_level_and_writes_the_verdicts_under_t
 
 
 def test_optimizer_note_names_one_mode_or_each_mode_with_its_methods():
-    from slide_engine.report.figures import optimizer_note
+    from slide_bench.report.figures import optimizer_note
 
     same = pd.DataFrame({"method": ["slide", "tf-full"], "adam": ["lazy", "lazy"]})
     assert optimizer_note(same) == "lazy Adam, every method"
@@ -205,7 +205,7 @@ def test_optimizer_note_names_one_mode_or_each_mode_with_its_methods():
 
 
 def test_time_to_accuracy_figure_draws_one_line_per_method_against_the_level():
-    from slide_engine.report.figures import time_to_accuracy_figure
+    from slide_bench.report.figures import time_to_accuracy_figure
 
     levels = pd.DataFrame([
         dict(dataset="x", method=m, device="cpu", threads=2, adam="lazy", level=lv,
@@ -226,7 +226,7 @@ def test_time_to_accuracy_figure_draws_one_line_per_method_against_the_level():
 
 
 def test_sampling_figure_draws_each_slide_run_and_skips_the_dense_baselines():
-    from slide_engine.report.figures import SAMPLING_PANELS, sampling_figure
+    from slide_bench.report.figures import SAMPLING_PANELS, sampling_figure
 
     rows = []
     for method, threads, seed in (("slide", 2, 0), ("slide", 2, 1), ("slide", 1, 0),

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slide_engine.data import generate, save_npz
+from slide_bench.data import generate, save_npz
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = ["--threads", "1", "--seed", "1", "--epochs", "2", "--eval-every", "4",
@@ -197,7 +197,7 @@ def test_full_disk_and_read_only_output_fail_clearly_and_keep_the_earlier_files(
 def test_data_cli_on_a_full_disk_keeps_the_earlier_dataset(tmp_path, small_fs):
     base = small_fs or tmp_path
     out = base / "tiny"
-    argv = [sys.executable, "-m", "slide_engine.data", "generate", "--preset", "tiny",
+    argv = [sys.executable, "-m", "slide_bench.data", "generate", "--preset", "tiny",
             "--out", str(out)]
     first = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

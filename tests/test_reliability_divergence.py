@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from slide_engine.data import generate, save_npz
+from slide_bench.data import generate, save_npz
+from slide_bench.harness import RunSettings, run
+from slide_bench.runlog import read_sidecar
 from slide_engine.engine import SlideConfig, SlideNetwork
-from slide_engine.harness import RunSettings, run
-from slide_engine.runlog import read_sidecar
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -34,11 +34,11 @@ import gdown
 import pytest
 import requests
 
-from slide_engine.data import prepare
-from slide_engine.data.archive import safe_extract
-from slide_engine.data.download import archive_path, fetch_archive, verify_archive
-from slide_engine.data.registry import get_entry
-from slide_engine.errors import ChecksumError, DownloadError
+from slide_bench.data import prepare
+from slide_bench.data.archive import safe_extract
+from slide_bench.data.download import archive_path, fetch_archive, verify_archive
+from slide_bench.data.registry import get_entry
+from slide_bench.errors import ChecksumError, DownloadError
 
 REPO = Path(__file__).resolve().parent.parent
 BIBTEX = get_entry("Bibtex")
@@ -99,7 +99,7 @@ import sys, gdown
 sys.path.insert(0, {tests!r})
 from test_reliability_download import BIBTEX, gdown_like
 from pathlib import Path
-from slide_engine.data.download import fetch_archive
+from slide_bench.data.download import fetch_archive
 gdown.download = gdown_like(Path({zip!r}).read_bytes(), delay=0.05)
 fetch_archive(BIBTEX, {root!r})
 print("finished")
@@ -265,8 +265,8 @@ def test_extraction_interrupted_by_a_full_disk_leaves_the_previous_folder(
     code = (
         "import resource, signal, sys\n"
         "from pathlib import Path\n"
-        "from slide_engine.data.archive import safe_extract\n"
-        "from slide_engine.errors import DownloadError\n"
+        "from slide_bench.data.archive import safe_extract\n"
+        "from slide_bench.errors import DownloadError\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
         "try:\n"
@@ -284,7 +284,7 @@ def test_extraction_interrupted_by_a_full_disk_leaves_the_previous_folder(
 
 PREPARE_SCRIPT = """
 import sys
-from slide_engine.data import prepare
+from slide_bench.data import prepare
 prepare("bibtex", root={root!r}, seed={seed})
 """
 
@@ -298,7 +298,7 @@ def test_prepare_killed_at_random_moments_never_leaves_outputs_that_pass_as_vali
 
     import numpy as np
 
-    from slide_engine.data import load_npz, read_repo_zip, shuffle
+    from slide_bench.data import load_npz, read_repo_zip, shuffle
 
     root = tmp_path / "data"
     placed = archive_path(BIBTEX, root)

@@ -1,7 +1,7 @@
 """Fault injection: every malformed dataset and every invalid config value, at the command line.
 
 Each case runs ``python -m slide_engine train``, ``python -m baselines train`` or
-``python -m slide_engine.data`` exactly as a user would, and must end with exit status 2 and one
+``python -m slide_bench.data`` exactly as a user would, and must end with exit status 2 and one
 ``error: ...`` line naming the problem (file and line for data, the key for config values), with no
 traceback (``--debug`` brings the traceback back). Log lines (``HH:MM:SS LEVEL ...``) may precede
 the error; nothing else may. The cases run through ``fixtures/reliability/cli_driver.py``, which
@@ -24,11 +24,11 @@ import pytest
 import yaml
 
 from baselines.config import BaselineConfig
-from slide_engine.cli import from_dict, load_config
-from slide_engine.data import generate, save_npz
-from slide_engine.data.synthetic import resolve_spec
+from slide_bench.cli import from_dict, load_config
+from slide_bench.data import generate, save_npz
+from slide_bench.data.synthetic import resolve_spec
+from slide_bench.harness import RunSettings
 from slide_engine.engine import SlideConfig
-from slide_engine.harness import RunSettings
 
 REPO = Path(__file__).resolve().parent.parent
 MALFORMED = REPO / "tests" / "fixtures" / "malformed"
@@ -257,7 +257,7 @@ def test_data_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path):
         "prepare-no-link": (["prepare", "delicious", "--root", root],
                             r"no download link for Delicious .* place Delicious.zip at"),
     })
-    results = run_driver("slide_engine.data", {k: v[0] for k, v in cases.items()}, tmp_path)
+    results = run_driver("slide_bench.data", {k: v[0] for k, v in cases.items()}, tmp_path)
     for name, (_, pattern) in cases.items():
         check_one_clear_error(name, results[name], 2, pattern)
     assert not (tmp_path / "root" / "prepared" / "bibtex" / "train.npz").exists()

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from slide_engine.data import generate, load_dataset, load_npz, save_npz
-from slide_engine.errors import DataFormatError
+from slide_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slide_bench.data import generate, load_dataset, load_npz, save_npz
+from slide_bench.errors import DataFormatError
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON_ROOTS = [REPO / "slide_engine", REPO / "baselines", REPO / "workflow"]
+PYTHON_ROOTS = [REPO / "slide_bench", REPO / "slide_engine", REPO / "baselines", REPO / "workflow"]
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve",
                   "marshal"}
 FORBIDDEN_CALLS = {

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slide_engine.checkpoint import load_checkpoint
-from slide_engine.data import generate, save_npz
+from slide_bench.checkpoint import load_checkpoint
+from slide_bench.data import generate, save_npz
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {
@@ -313,8 +313,8 @@ def test_corrupt_checkpoint_is_reported_and_the_run_restarts_from_scratch(
 
 def test_checkpoint_arrays_round_trip_the_model_state(tiny, tmp_path):
     """A checkpoint stores every state array bit for bit (no float32->64 or dtype drift)."""
-    from slide_engine.checkpoint import save_checkpoint
-    from slide_engine.data import load_npz
+    from slide_bench.checkpoint import save_checkpoint
+    from slide_bench.data import load_npz
     from slide_engine.engine import SlideConfig, SlideNetwork
 
     train = load_npz(tiny[0])
@@ -339,7 +339,7 @@ def test_checkpoint_without_its_curve_rows_restarts_instead_of_leaving_a_gap(dam
     start of the curve: the run must start again from scratch, with a warning."""
     from _reference_model import SoftmaxRegression, make_dataset
 
-    from slide_engine.harness import RunSettings, run
+    from slide_bench.harness import RunSettings, run
 
     train, test = make_dataset(600, 60, 10, seed=1), make_dataset(200, 60, 10, seed=2)
     settings = RunSettings(batch_size=32, epochs=2, eval_every=5, eval_points=100, seed=3,
@@ -371,8 +371,8 @@ def test_rerun_of_a_finished_run_removes_a_stale_checkpoint(tmp_path):
     answers 'already finished' and removes the stale checkpoint (no 6 MB leftovers per run)."""
     from _reference_model import SoftmaxRegression, make_dataset
 
-    from slide_engine.checkpoint import save_checkpoint
-    from slide_engine.harness import RunSettings, run
+    from slide_bench.checkpoint import save_checkpoint
+    from slide_bench.harness import RunSettings, run
 
     train, test = make_dataset(300, 60, 10, seed=1), make_dataset(100, 60, 10, seed=2)
     settings = RunSettings(batch_size=32, epochs=1, eval_every=5, eval_points=50, seed=3,

@@ -1,4 +1,4 @@
-"""Summary rows (slide_engine.report.summary) and run publication (report.runs) by hand."""
+"""Summary rows (slide_bench.report.summary) and run publication (report.runs) by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from slide_engine.report.runs import FinalizeError, finalize_run
-from slide_engine.report.summary import (
+from slide_bench.report.runs import FinalizeError, finalize_run
+from slide_bench.report.summary import (
     SUMMARY_COLUMNS,
     RunRecord,
     load_run,
@@ -18,7 +18,7 @@ from slide_engine.report.summary import (
     target_p_at_1,
     tidy_curves,
 )
-from slide_engine.runlog import CURVE_COLUMNS
+from slide_bench.runlog import CURVE_COLUMNS
 
 
 def curve(p1, seconds, iterations, final_p1, mult=None, method="engine-name"):

@@ -8,7 +8,7 @@ API::
     net.predict_topk_lsh(data, k)    # hashing at inference (harness column p_at_1_lsh)
     net.stats()                      # active_mean, query_cos, distinct_rows, t_<phase>, ...
     net.state_dict() / net.load_state_dict(state) / net.is_finite()
-    net.fit(train, test, out_csv, settings)   # slide_engine.harness.run
+    net.fit(train, test, out_csv, settings)   # slide_bench.harness.run
     net.evaluate(data, ks) / net.save(path) / SlideNetwork.load(path)
 
     SlideConfig(hidden=[LayerConfig(units=128, sampled=False, hash=HashConfig())],

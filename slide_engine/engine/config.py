@@ -2,7 +2,7 @@
 
 Defaults reproduce the MLSys 2020 network (sparse input -> 128 ReLU -> LSH-sampled softmax,
 Adam lr 1e-4) with lazy Adam. Every field can be set from YAML or ``--set key=value`` (see
-:mod:`slide_engine.cli`), e.g. ``--set output.hash.family=dwta --set adam=dense``.
+:mod:`slide_bench.cli`), e.g. ``--set output.hash.family=dwta --set adam=dense``.
 """
 
 from __future__ import annotations

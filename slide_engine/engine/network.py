@@ -1,4 +1,4 @@
-"""SlideNetwork: the SLIDE engine as a :class:`~slide_engine.harness.Trainable`.
+"""SlideNetwork: the SLIDE engine as a :class:`~slide_bench.harness.Trainable`.
 
 The class owns the arrays, validates input, sets numba's thread count (and restores it), times
 the phases of a batch and calls the kernels; its only arithmetic is the BLAS product that scores
@@ -40,9 +40,13 @@ import numba
 import numpy as np
 import threadpoolctl
 
-from slide_engine.checkpoint import load_checkpoint, save_checkpoint
-from slide_engine.cli import from_dict
-from slide_engine.data import XCData
+from slide_bench.checkpoint import load_checkpoint, save_checkpoint
+from slide_bench.cli import from_dict
+from slide_bench.data import XCData
+from slide_bench.errors import ConfigError
+from slide_bench.harness import RunResult, RunSettings
+from slide_bench.harness import run as harness_run
+from slide_bench.metrics import precision_at_k
 from slide_engine.engine.adam import bias_correction
 from slide_engine.engine.buffers import BatchBuffers
 from slide_engine.engine.config import LayerConfig, OutputConfig, SlideConfig
@@ -51,12 +55,8 @@ from slide_engine.engine.kernels import PARALLEL, SERIAL, KernelSet, scatter_bia
 from slide_engine.engine.params import NO_BIAS, LayerParams, init_layer
 from slide_engine.engine.rowwise import pair_buffers
 from slide_engine.engine.sampling import LayerSampler
-from slide_engine.errors import ConfigError
-from slide_engine.harness import RunResult, RunSettings
-from slide_engine.harness import run as harness_run
 from slide_engine.lsh import SelectScratch
 from slide_engine.lsh.selection import POLICY_RANDOM, POLICY_UNION
-from slide_engine.metrics import precision_at_k
 
 __all__ = ["SlideNetwork"]
 
@@ -994,7 +994,7 @@ class SlideNetwork:
         settings : RunSettings, optional
             Default: the harness defaults with this network's seed and threads.
         **kwargs
-            Passed to :func:`slide_engine.harness.run` (``checkpoint_path``, ...).
+            Passed to :func:`slide_bench.harness.run` (``checkpoint_path``, ...).
 
         Returns
         -------

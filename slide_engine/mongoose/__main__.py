@@ -20,7 +20,7 @@ Examples (the runs reported for issue 7; ``OPENBLAS_NUM_THREADS=1`` on a shared 
         --set run.eval_points=500 --set mongoose.threshold=0.05
 
 Keys of ``--set``: the engine's :class:`~slide_engine.engine.SlideConfig` fields, ``run.*``
-(:class:`~slide_engine.harness.RunSettings`) and ``mongoose.*``
+(:class:`~slide_bench.harness.RunSettings`) and ``mongoose.*``
 (:class:`~slide_engine.mongoose.MongooseConfig`). Prints one summary line per method and writes
 ``<out-dir>/summary.json`` beside the curves.
 """
@@ -32,13 +32,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from slide_engine.cli import from_dict, load_config, main_guard
-from slide_engine.data import generate, load_dataset, shuffle
-from slide_engine.data.repo_zip import read_repo_zip
-from slide_engine.data.synthetic import resolve_spec
+from slide_bench.cli import from_dict, load_config, main_guard
+from slide_bench.data import generate, load_dataset, shuffle
+from slide_bench.data.repo_zip import read_repo_zip
+from slide_bench.data.synthetic import resolve_spec
+from slide_bench.errors import ConfigError
+from slide_bench.harness import RunSettings
 from slide_engine.engine import SlideConfig
-from slide_engine.errors import ConfigError
-from slide_engine.harness import RunSettings
 from slide_engine.mongoose.compare import METHODS, compare
 from slide_engine.mongoose.config import MongooseConfig
 

@@ -1,6 +1,6 @@
 """Fixed-schedule SLIDE against MONGOOSE: same data, batches, evaluation and clock.
 
-Each method is trained by the shared harness (:func:`slide_engine.harness.run`), so the curves
+Each method is trained by the shared harness (:func:`slide_bench.harness.run`), so the curves
 are the suite's usual CSVs. The summary counts table maintenance over the whole run (full
 rebuilds, including the fixed schedule's redraws; re-insertions; scheduler checks; hash fits)
 next to the final full-test-set P@1.
@@ -12,10 +12,10 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from slide_engine.data import XCData
+from slide_bench.data import XCData
+from slide_bench.errors import ConfigError
+from slide_bench.harness import RunSettings, run
 from slide_engine.engine import SlideConfig, SlideNetwork
-from slide_engine.errors import ConfigError
-from slide_engine.harness import RunSettings, run
 from slide_engine.mongoose.config import VARIANTS, MongooseConfig
 
 METHODS = ("slide", *VARIANTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 
 VARIANTS = ("slide-mongoose-scheduler", "slide-mongoose")
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 from slide_engine.lsh import LSHIndex
 from slide_engine.lsh.families import FAMILY_SIMHASH
 from slide_engine.mongoose.config import MongooseConfig

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 from slide_engine.mongoose.sketch import (
     MAX_SKETCH_BITS,
     mark_active,

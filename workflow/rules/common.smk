@@ -62,7 +62,7 @@ def add_crossover_datasets(cfg):
     """Add the datasets of a crossover sweep (the `crossover` section, defaults filled) to
     `datasets`; fail when the config has no dataset at all."""
     if "crossover" in cfg:
-        from slide_engine.data.xc_shapes import sweep_datasets
+        from slide_bench.data.xc_shapes import sweep_datasets
 
         cfg["datasets"] = {**cfg["datasets"], **sweep_datasets(cfg["crossover"])}
     if not cfg["datasets"]:

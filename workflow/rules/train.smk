@@ -5,7 +5,7 @@
 # GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool;
 # their environment adds TensorFlow's CUDA libraries (the same `tensorflow` build as CPU runs).
 # The engine writes into results/checkpoints/ (not a declared output, so a killed job keeps its
-# checkpoint and partial curve and a rerun resumes); `slide_engine.report finalize-run` then
+# checkpoint and partial curve and a rerun resumes); `slide_bench.report finalize-run` then
 # publishes the curve, or records a failed run when a baseline exits 3 (no GPU visible).
 
 
@@ -39,7 +39,7 @@ rule train_cpu:
         "exit 2; fi; "
         "mkdir -p $(dirname {params.work}); rc=0; "
         "{params.command} --out {params.work} > {log} 2>&1 || rc=$?; "
-        "python -m slide_engine.report finalize-run --exit-code $rc --log {log} "
+        "python -m slide_bench.report finalize-run --exit-code $rc --log {log} "
         "--work {params.work} --curve {output.curve} --sidecar {output.sidecar} >> {log} 2>&1"
 
 

@@ -4,7 +4,7 @@ import json
 import logging
 import sys
 
-from slide_engine.report.summary import load_run, summarize, tidy_curves
+from slide_bench.report.summary import load_run, summarize, tidy_curves
 
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)

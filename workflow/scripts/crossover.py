@@ -6,9 +6,9 @@ import sys
 
 import pandas as pd
 
-from slide_engine.report.crossover import crossover_bands, crossover_points, crossover_table
-from slide_engine.report.figures import crossover_figure, optimizer_note, save_figure
-from slide_engine.report.series import method_styles
+from slide_bench.report.crossover import crossover_bands, crossover_points, crossover_table
+from slide_bench.report.figures import crossover_figure, optimizer_note, save_figure
+from slide_bench.report.series import method_styles
 
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)

@@ -4,7 +4,7 @@ import sys
 
 import psutil
 
-from slide_engine.runlog import provenance, write_sidecar
+from slide_bench.runlog import provenance, write_sidecar
 
 sys.stderr = open(snakemake.log[0], "w")
 

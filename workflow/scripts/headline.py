@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from slide_engine.report.headline import headline_tables
+from slide_bench.report.headline import headline_tables
 
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)

@@ -4,14 +4,14 @@ import sys
 
 import pandas as pd
 
-from slide_engine.report.figures import (
+from slide_bench.report.figures import (
     convergence_figure,
     sampling_figure,
     save_figure,
     thread_scaling_figure,
     time_to_accuracy_figure,
 )
-from slide_engine.report.series import method_styles
+from slide_bench.report.series import method_styles
 
 sys.stderr = open(snakemake.log[0], "w")
 

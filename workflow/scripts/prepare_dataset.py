@@ -7,8 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from slide_engine import data
-from slide_engine.data.synthetic import resolve_spec
+from slide_bench import data
+from slide_bench.data.synthetic import resolve_spec
 
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")

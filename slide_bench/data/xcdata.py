@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slide_engine.data._kernels import gather_rows
-from slide_engine.errors import DataFormatError
+from slide_bench.data._kernels import gather_rows
+from slide_bench.errors import DataFormatError
 
 _INT32_MAX = np.iinfo(np.int32).max
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from slide_engine.data import _xc_format as kf
-from slide_engine.data import _xc_parse as kp
-from slide_engine.data._atomic import atomic_target
-from slide_engine.data.xcdata import XCData
-from slide_engine.errors import DataFormatError
+from slide_bench.data import _xc_format as kf
+from slide_bench.data import _xc_parse as kp
+from slide_bench.atomic import atomic_target
+from slide_bench.data.xcdata import XCData
+from slide_bench.errors import DataFormatError
 
 _HEADER_LIMIT = 256
 _INT32_MAX = np.iinfo(np.int32).max

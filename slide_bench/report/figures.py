@@ -1,6 +1,6 @@
 """Thin matplotlib renderer of the pipeline's five figures per dataset.
 
-Every number drawn comes from :mod:`slide_engine.report.series`; this module only lays it out.
+Every number drawn comes from :mod:`slide_bench.report.series`; this module only lays it out.
 It uses matplotlib's object-oriented API (``Figure``, no ``pyplot``), so it needs no display and
 changes no global backend state.
 """
@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from slide_engine.report.series import (
+from slide_bench.report.series import (
     MethodStyle,
     band_over_runs,
     headline_runs,
@@ -118,7 +118,7 @@ def convergence_figure(
         The x axis.
     verdicts : sequence of str
         Against training time: the headline's verdict of every peer
-        (:func:`~slide_engine.report.headline.headline`), printed in a box under the axes; a
+        (:func:`~slide_bench.report.headline.headline`), printed in a box under the axes; a
         dotted vertical line marks each method's time to the headline level.
     """
     subset = headline_runs(curves[curves["eval_set"] == "subset"])
@@ -305,7 +305,7 @@ def time_to_accuracy_figure(
     Parameters
     ----------
     levels : DataFrame
-        :func:`~slide_engine.report.headline.level_table` rows of this dataset.
+        :func:`~slide_bench.report.headline.level_table` rows of this dataset.
     summary : DataFrame
         Summary rows of this dataset (failed runs, Adam mode).
     styles : mapping
@@ -372,7 +372,7 @@ def crossover_figure(
     Parameters
     ----------
     bands : DataFrame
-        :func:`~slide_engine.report.crossover.crossover_bands` rows.
+        :func:`~slide_bench.report.crossover.crossover_bands` rows.
     styles : mapping
         Method -> colour and marker.
     reference : str

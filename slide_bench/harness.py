@@ -27,15 +27,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from slide_engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from slide_engine.data.xcdata import XCData
-from slide_engine.errors import ConfigError, SuiteError
-from slide_engine.metrics import precision_at_k
-from slide_engine.runlog import CurveLog, provenance, read_sidecar, write_sidecar
+from slide_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slide_bench.data.xcdata import XCData
+from slide_bench.errors import ConfigError, SuiteError
+from slide_bench.metrics import precision_at_k
+from slide_bench.runlog import CurveLog, provenance, read_sidecar, write_sidecar
 
 __all__ = ["OutputError", "RunResult", "RunSettings", "Trainable", "epoch_order", "run"]
 
-log = logging.getLogger("slide_engine.harness")
+log = logging.getLogger("slide_bench.harness")
 
 _KS = (1, 3, 5)
 _EVAL_SEED_SALT = 7_919  # keeps the evaluation subset independent of the batch order

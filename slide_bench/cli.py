@@ -1,7 +1,7 @@
 """Command-line plumbing shared by ``python -m slide_engine`` and ``python -m baselines``.
 
 Both CLIs take the same run flags, read the same YAML config layout (a ``run:`` section for
-:class:`~slide_engine.harness.RunSettings`, the rest for the method's config dataclass), accept the
+:class:`~slide_bench.harness.RunSettings`, the rest for the method's config dataclass), accept the
 same ``--set dotted.key=value`` overrides, and turn every user-fixable error into one line on
 stderr and a non-zero exit status (a traceback only with ``--debug``).
 """
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from slide_engine.errors import ConfigError, SuiteError
-from slide_engine.harness import RunSettings
+from slide_bench.errors import ConfigError, SuiteError
+from slide_bench.harness import RunSettings
 
 __all__ = [
     "add_run_arguments",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from slide_engine.data.registry import REPO_SPLIT, TRAIN_TEST
-from slide_engine.data.repo_zip import DATA_SUFFIX, TEST_SUFFIX, TRAIN_SUFFIX, find_member
-from slide_engine.errors import DataFormatError, DownloadError
+from slide_bench.data.registry import REPO_SPLIT, TRAIN_TEST
+from slide_bench.data.repo_zip import DATA_SUFFIX, TEST_SUFFIX, TRAIN_SUFFIX, find_member
+from slide_bench.errors import DataFormatError, DownloadError
 
 MAX_EXTRACT_BYTES = 32 * 2**30  # larger than any XC bag-of-words release
 _COPY_BLOCK = 1 << 20

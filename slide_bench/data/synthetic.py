@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slide_engine.data._synth_kernels import sample_points, tfidf_rows
-from slide_engine.data.xcdata import XCData
-from slide_engine.errors import ConfigError
+from slide_bench.data._synth_kernels import sample_points, tfidf_rows
+from slide_bench.data.xcdata import XCData
+from slide_bench.errors import ConfigError
 
 _VALUE_SCALE = 1e6
 
@@ -112,7 +112,7 @@ PRESETS: dict[str, SynthSpec] = {
         labels_per_point=5.0, features_per_point=60.0, label_exponent=0.8,
     ),
     # the twin of the real Bibtex (split 1): its sizes, binary features, its label and feature
-    # statistics and its label co-occurrence; `python -m slide_engine.data compare-real`
+    # statistics and its label co-occurrence; `python -m slide_bench.data compare-real`
     # measures both side by side (docs/pipeline.md)
     "bibtex-like": SynthSpec(
         n_train=4_880, n_test=2_515, n_features=1_836, n_labels=159,

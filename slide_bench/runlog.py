@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from slide_engine.data._atomic import atomic_target
+from slide_bench.atomic import atomic_target
 
 __all__ = [
     "CURVE_COLUMNS",

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from slide_engine.errors import SuiteError
-from slide_engine.runlog import atomic_open
+from slide_bench.errors import SuiteError
+from slide_bench.runlog import atomic_open
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from slide_engine.report.headline import level_targets
-from slide_engine.report.series import time_to_target
-from slide_engine.runlog import CURVE_COLUMNS, read_sidecar
+from slide_bench.report.headline import level_targets
+from slide_bench.report.series import time_to_target
+from slide_bench.runlog import CURVE_COLUMNS, read_sidecar
 
 __all__ = [
     "RUN_KEYS",
@@ -202,7 +202,7 @@ def target_p_at_1(
     """The headline P@1 level of a dataset: ``settings["headline"]`` times the best subset P@1
     that any run of any method reached on it (NaN when no run succeeded).
 
-    The same level as :mod:`slide_engine.report.headline` (``level_targets``).
+    The same level as :mod:`slide_bench.report.headline` (``level_targets``).
     """
     best = [
         float(rec.curve.loc[rec.curve["eval_set"] == "subset", "p_at_1"].max())

@@ -3,7 +3,7 @@
 One rule for every comparison of the suite (the pipeline's summary, headline and figures, and
 the bench): a *level* is a fraction of the best subset P@1 that any method of the grid reached
 on the dataset, and a run's time to a level is the training seconds of its first evaluation at or
-above it (:func:`~slide_engine.report.series.time_to_target`). Nothing here reads files or draws.
+above it (:func:`~slide_bench.report.series.time_to_target`). Nothing here reads files or draws.
 
 The headline compares one method (``slide`` by default) with every other method of the grid
 (its *peers*) at their largest thread count, seed by seed (the same seed means the same batch
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slide_engine.report.series import headline_runs, time_to_target
+from slide_bench.report.series import headline_runs, time_to_target
 
 __all__ = [
     "HEADLINE_COLUMNS",
@@ -123,7 +123,7 @@ def level_table(summary: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         :data:`LEVEL_COLUMNS`. ``time_median_s`` is defined only when every seed reached the
-        level (:func:`~slide_engine.report.series.time_to_target_over_seeds`); ``time_min_s`` /
+        level (:func:`~slide_bench.report.series.time_to_target_over_seeds`); ``time_min_s`` /
         ``time_max_s`` over the seeds that did.
     """
     runs = headline_runs(summary[summary["status"] != "failed"])

@@ -1,4 +1,4 @@
-"""Command line of the data layer: ``python -m slide_engine.data {generate,stats,prepare,compare-real}``.
+"""Command line of the data layer: ``python -m slide_bench.data {generate,stats,prepare,compare-real}``.
 
 Exit codes: 0 done, 2 bad input (one clear message, no traceback unless ``--debug``).
 """
@@ -12,14 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from slide_engine.data._atomic import atomic_target
-from slide_engine.data.cache import load_dataset, save_npz
-from slide_engine.data.prepare import prepare
-from slide_engine.data.repo_zip import read_repo_zip
-from slide_engine.data.stats import dataset_stats, format_stats_table
-from slide_engine.data.synthetic import PRESETS, generate, resolve_spec
-from slide_engine.data.xc_text import write_xc_text
-from slide_engine.errors import ConfigError, SuiteError
+from slide_bench.atomic import atomic_target
+from slide_bench.data.cache import load_dataset, save_npz
+from slide_bench.data.prepare import prepare
+from slide_bench.data.repo_zip import read_repo_zip
+from slide_bench.data.stats import dataset_stats, format_stats_table
+from slide_bench.data.synthetic import PRESETS, generate, resolve_spec
+from slide_bench.data.xc_text import write_xc_text
+from slide_bench.errors import ConfigError, SuiteError
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -77,7 +77,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare_real(args: argparse.Namespace) -> None:
-    from slide_engine.data.realism import (
+    from slide_bench.data.realism import (
         CompareSettings,
         compare_real,
         format_comparison,
@@ -99,8 +99,8 @@ def _cmd_compare_real(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m slide_engine.data``."""
-    parser = argparse.ArgumentParser(prog="python -m slide_engine.data", description=__doc__)
+    """The argument parser of ``python -m slide_bench.data``."""
+    parser = argparse.ArgumentParser(prog="python -m slide_bench.data", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -11,15 +11,15 @@ import json
 import shutil
 from pathlib import Path
 
-from slide_engine.data._atomic import atomic_target
-from slide_engine.data.archive import Layout, safe_extract
-from slide_engine.data.cache import load_npz, save_npz
-from slide_engine.data.download import fetch_archive
-from slide_engine.data.registry import REPO_SPLIT, DatasetEntry, get_entry
-from slide_engine.data.repo_zip import read_repo_zip
-from slide_engine.data.xc_text import read_xc_text
-from slide_engine.data.xcdata import XCData, shuffle
-from slide_engine.errors import ConfigError, DataFormatError, SuiteError
+from slide_bench.atomic import atomic_target
+from slide_bench.data.archive import Layout, safe_extract
+from slide_bench.data.cache import load_npz, save_npz
+from slide_bench.data.download import fetch_archive
+from slide_bench.data.registry import REPO_SPLIT, DatasetEntry, get_entry
+from slide_bench.data.repo_zip import read_repo_zip
+from slide_bench.data.xc_text import read_xc_text
+from slide_bench.data.xcdata import XCData, shuffle
+from slide_bench.errors import ConfigError, DataFormatError, SuiteError
 
 _META = "meta.json"
 
@@ -74,7 +74,7 @@ def prepare(
     Parameters
     ----------
     name : str
-        Dataset name or key (see :data:`slide_engine.data.registry.DATASETS`).
+        Dataset name or key (see :data:`slide_bench.data.registry.DATASETS`).
     root : str or Path
         Data root: archives under ``<root>/raw``, outputs under ``<root>/prepared``.
     archive : str or Path, optional

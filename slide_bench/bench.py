@@ -1,29 +1,29 @@
-"""``python -m slide_engine.bench``: steady-state speed, memory and start-up of every method.
+"""``python -m slide_bench.bench``: steady-state speed, memory and start-up of every method.
 
 Example (the issue-6 measurement, about 15 minutes on 2 cores)::
 
-    python -m slide_engine.bench --preset amazon670k-like --train-points 20000 \
+    python -m slide_bench.bench --preset amazon670k-like --train-points 20000 \
         --threads 1,2 --batches 30 --warmup 5 --methods slide,tf-full,tf-sampled \
         --out results/bench-amazon.csv
 
-    python -m slide_engine.bench --preset tiny --batches 5 --out /tmp/bench.csv   # CI smoke
+    python -m slide_bench.bench --preset tiny --batches 5 --out /tmp/bench.csv   # CI smoke
 
-    python -m slide_engine.bench --preset amazon670k-like --train-points 20000 \
+    python -m slide_bench.bench --preset amazon670k-like --train-points 20000 \
         --threads 8 --device gpu --methods slide,tf-full,tf-sampled --out bench-gpu.csv
 
 What is measured, and how:
 
-- The data are generated once by the parent (:func:`slide_engine.data.generate` on the preset,
+- The data are generated once by the parent (:func:`slide_bench.data.generate` on the preset,
   with ``n_train = --train-points`` and ``n_test = --test-points``; every other size of the
   preset is kept, so the network has the preset's full D and L) and saved as npz. Every method
   then runs in a subprocess of its own per thread count, so its peak RSS is its own and its
   thread pools are fixed before anything runs: ``NUMBA_NUM_THREADS``, ``OMP/MKL/OPENBLAS``,
   ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` are set in the child's environment and
   TensorFlow is configured with :func:`baselines.device.configure_threads` before its first op.
-- Each worker does what :func:`slide_engine.harness.run` does before its loop: ``prepare``
+- Each worker does what :func:`slide_bench.harness.run` does before its loop: ``prepare``
   (timed: ``startup_seconds``), ``warmup`` on the first batch; then ``--warmup`` untimed training
   batches, then ``--batches`` timed ``train_batch`` calls on the batches of
-  :func:`slide_engine.harness.epoch_order` (the same rows, in the same order, for every method).
+  :func:`slide_bench.harness.epoch_order` (the same rows, in the same order, for every method).
   Per batch it records wall time (``perf_counter``) and process CPU time (``process_time``, all
   threads): on a shared machine the CPU time is the steadier number, the wall time the goal;
   ``cpu_share`` (CPU seconds per wall second) shows how much of the machine the worker got.
@@ -48,7 +48,7 @@ What is measured, and how:
 - Profile: SLIDE's phase timers from ``stats()`` (hash, forward, backward, update, tables) per
   timed batch; TensorFlow's host-side batch preparation vs the compiled step (``t_host``,
   ``t_step``).
-- The machine's memory (:mod:`slide_engine.machine`): a NumPy copy of a 512 MiB array
+- The machine's memory (:mod:`slide_bench.machine`): a NumPy copy of a 512 MiB array
   (``mem_bandwidth_gbs``, streaming, best of 5) and a lazy-Adam step over up to 65,536 random
   rows of three ``(n_labels, 128)`` arrays at each thread count, the counts taking turns, median
   of 15 (``row_update_gbs``: the access pattern of SLIDE's output layer). SLIDE's estimated
@@ -88,7 +88,7 @@ from typing import Any
 
 import numpy as np
 
-from slide_engine.machine import measure_bandwidth, measure_row_update
+from slide_bench.machine import measure_bandwidth, measure_row_update
 
 __all__ = ["CSV_COLUMNS", "GOALS", "main", "measure_bandwidth"]
 
@@ -120,7 +120,7 @@ CPP_MS_PER_BATCH = {1: 2200.0, 2: 944.0}
 CPP_MS_PER_BATCH_WITH_REHASH = {2: 1150.0}
 
 #: Time-to-target level of the goals: a fraction of the best P@1 any benched method reached (the
-#: pipeline's headline level, slide_engine.report.headline).
+#: pipeline's headline level, slide_bench.report.headline).
 HEADLINE_LEVEL = 0.9
 
 #: The performance goals (name -> (threshold, direction, description)).
@@ -232,7 +232,7 @@ def _rss_mb() -> float:
 
 def _batches(n_train: int, batch: int, seed: int) -> Iterator[np.ndarray]:
     """The harness's batches: consecutive slices of ``epoch_order``, epoch after epoch."""
-    from slide_engine.harness import epoch_order
+    from slide_bench.harness import epoch_order
 
     epoch = 0
     while True:
@@ -245,7 +245,7 @@ def _batches(n_train: int, batch: int, seed: int) -> Iterator[np.ndarray]:
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
-    from slide_engine.errors import ConfigError
+    from slide_bench.errors import ConfigError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -257,7 +257,7 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _tree(flat: dict[str, Any]) -> dict[str, Any]:
-    from slide_engine.cli import load_config
+    from slide_bench.cli import load_config
 
     return load_config(None, [f"{k}={json.dumps(v)}" for k, v in flat.items()])
 
@@ -276,7 +276,7 @@ def _pcts(ms: np.ndarray) -> dict[str, float]:
 
 def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any],
                 device: str = "cpu") -> tuple[Any, dict]:
-    from slide_engine.cli import from_dict, to_dict
+    from slide_bench.cli import from_dict, to_dict
 
     if method.startswith("slide"):
         from slide_engine.engine import SlideConfig, SlideNetwork
@@ -336,7 +336,7 @@ class _CPUClock:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from slide_engine.data import load_npz
+    from slide_bench.data import load_npz
 
     if args.phase_clock == "cpu" and args.worker.startswith("slide"):
         # the engine's phase timers read time.perf_counter in its network module: give them the
@@ -441,8 +441,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dict[str, Any],
                   train: Any) -> dict[str, Any]:
     """Train a fresh model for ``--accuracy-seconds`` in the harness; return its curve."""
-    from slide_engine.data import load_npz
-    from slide_engine.harness import RunSettings, run
+    from slide_bench.data import load_npz
+    from slide_bench.harness import RunSettings, run
 
     test = load_npz(Path(args.data_dir) / "test.npz")
     model, config = _make_model(method, threads, args.seed, sets,
@@ -471,7 +471,7 @@ def _method_device(method: str, device: str) -> str:
 def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
            work: Path) -> dict[str, Any]:
     result = work / f"{method}-t{threads}.json"
-    cmd = [sys.executable, "-m", "slide_engine.bench", "--worker", method,
+    cmd = [sys.executable, "-m", "slide_bench.bench", "--worker", method,
            "--worker-threads", str(threads), "--data-dir", str(data_dir), "--result", str(result),
            "--batches", str(args.batches), "--warmup", str(args.warmup),
            "--batch-size", str(args.batch_size), "--seed", str(args.seed),
@@ -508,8 +508,8 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
 
 def _time_to(curve: Sequence[Sequence[float]], target: float) -> float:
     """Training seconds of the curve's first evaluation at or above ``target`` (NaN if never):
-    the pipeline's rule, :func:`slide_engine.report.series.time_to_target`."""
-    from slide_engine.report.series import time_to_target
+    the pipeline's rule, :func:`slide_bench.report.series.time_to_target`."""
+    from slide_bench.report.series import time_to_target
 
     points = np.asarray(curve, dtype=float).reshape(-1, 2)
     return time_to_target(points[:, 0], points[:, 1], target)
@@ -545,7 +545,7 @@ def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str
     }
     # the pipeline's headline rule: 90% of the best subset P@1 any method reached, the peer's
     # time over SLIDE's (inf when only SLIDE got there)
-    from slide_engine.report.headline import level_targets, tta_ratio
+    from slide_bench.report.headline import level_targets, tta_ratio
 
     curves = {m: by[(m, top)].get("curve", []) for m in ("slide", "tf-full", "tf-sampled")
               if (m, top) in by}
@@ -574,7 +574,7 @@ def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str
 
 
 def _provenance() -> dict[str, Any]:
-    from slide_engine.runlog import provenance
+    from slide_bench.runlog import provenance
 
     prov = provenance({}, 0, "cpu")
     versions = prov.get("versions", {})
@@ -686,18 +686,18 @@ def _slide_traffic_gb(row: dict[str, Any], batch: int, width: int,
 
 
 def _parent(args: argparse.Namespace) -> int:
-    from slide_engine.data import save_npz
-    from slide_engine.data.synthetic import PRESETS, generate, resolve_spec
+    from slide_bench.data import save_npz
+    from slide_bench.data.synthetic import PRESETS, generate, resolve_spec
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in METHODS:
-            from slide_engine.errors import ConfigError
+            from slide_bench.errors import ConfigError
 
             raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     overrides = {}
     if args.preset not in PRESETS:
-        from slide_engine.errors import ConfigError
+        from slide_bench.errors import ConfigError
 
         raise ConfigError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
     if args.train_points:
@@ -767,13 +767,13 @@ def _parent(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m slide_engine.bench``."""
+    """The argument parser of ``python -m slide_bench.bench``."""
     p = argparse.ArgumentParser(
-        prog="python -m slide_engine.bench",
+        prog="python -m slide_bench.bench",
         description="Steady-state ms/batch, peak memory and start-up of SLIDE and the "
         "TensorFlow baselines on the same batches, one subprocess per method and thread count.",
     )
-    p.add_argument("--preset", default="tiny", help="synthetic preset (slide_engine.data)")
+    p.add_argument("--preset", default="tiny", help="synthetic preset (slide_bench.data)")
     p.add_argument("--train-points", type=int, default=0,
                    help="training points generated (default: the preset's)")
     p.add_argument("--test-points", type=int, default=0,
@@ -821,20 +821,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.batches < 1 or args.warmup < 0 or args.batch_size < 1 or min(args.threads) < 1
             or args.trained_steps < 0):
-        from slide_engine.errors import ConfigError
+        from slide_bench.errors import ConfigError
 
         raise ConfigError("--batches, --batch-size and --threads must be >= 1, --warmup and "
                           "--trained-steps >= 0")
     if args.worker:
         return _worker(args)
     if not args.test_points and args.preset != "tiny":
-        from slide_engine.data.synthetic import PRESETS
+        from slide_bench.data.synthetic import PRESETS
 
         args.test_points = min(PRESETS[args.preset].n_test, 2000)
     return _parent(args)
 
 
 if __name__ == "__main__":
-    from slide_engine.cli import main_guard
+    from slide_bench.cli import main_guard
 
     main_guard(main)()

@@ -1,7 +1,7 @@
-"""``python -m slide_engine.report finalize-run ...``: publish one training job's result.
+"""``python -m slide_bench.report finalize-run ...``: publish one training job's result.
 
 Used by the pipeline's training rules after the engine or baseline command returns; see
-:func:`slide_engine.report.runs.finalize_run`. Imports only the run log (no Numba, no data
+:func:`slide_bench.report.runs.finalize_run`. Imports only the run log (no Numba, no data
 layer), so it adds well under a second to a job.
 """
 
@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from slide_engine.errors import SuiteError
-from slide_engine.report.runs import finalize_run
+from slide_bench.errors import SuiteError
+from slide_bench.report.runs import finalize_run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the sub-command; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m slide_engine.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m slide_bench.report", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     fin = sub.add_parser("finalize-run", help="publish a finished run or record a GPU-less one")
     fin.add_argument("--exit-code", type=int, required=True, help="the training command's status")

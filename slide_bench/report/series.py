@@ -2,7 +2,7 @@
 
 Nothing here draws or reads files: every function maps arrays or data frames to arrays or data
 frames, so the figures' numbers are unit-tested against hand-computed values. The renderer
-(:mod:`slide_engine.report.figures`) only draws what these functions return.
+(:mod:`slide_bench.report.figures`) only draws what these functions return.
 """
 
 from __future__ import annotations

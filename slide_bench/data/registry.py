@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 
 REPO_SPLIT = "repo_split"  # <Name>/<Name>_data.txt + <name>_trSplit.txt / <name>_tstSplit.txt
 TRAIN_TEST = "train_test"  # train.txt + test.txt (any folder, any prefix, e.g. eurlex_train.txt)

@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from slide_engine.data.xc_text import parse_xc_bytes
-from slide_engine.data.xcdata import XCData
-from slide_engine.errors import ConfigError, DataFormatError
+from slide_bench.data.xc_text import parse_xc_bytes
+from slide_bench.data.xcdata import XCData
+from slide_bench.errors import ConfigError, DataFormatError
 
 DATA_SUFFIX = "_data.txt"
 TRAIN_SUFFIX = "_trsplit.txt"

@@ -6,7 +6,7 @@ Pure transforms (no files, no drawing) from the pipeline's summary and curve tab
 - :func:`crossover_table`: one row per run (label count, method, seed) with its training seconds
   per step, its time to the headline level and, for every peer, the peer's time and step cost
   over SLIDE's in the same seed. The level and the time to it follow the headline's one rule
-  (:mod:`slide_engine.report.headline`): ``target.headline`` times the best subset P@1 any method
+  (:mod:`slide_bench.report.headline`): ``target.headline`` times the best subset P@1 any method
   reached on that dataset, and the training seconds of a run's first evaluation at or above it;
   a seed's ratio is ``inf`` when only SLIDE reached the level, 0 when only the peer did.
 - :func:`crossover_bands`: median and min-max over seeds of those ratios and of every method's
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slide_engine.report.headline import level_targets, level_times, tta_ratio
-from slide_engine.report.series import headline_runs
+from slide_bench.report.headline import level_targets, level_times, tta_ratio
+from slide_bench.report.series import headline_runs
 
 __all__ = [
     "BAND_COLUMNS",

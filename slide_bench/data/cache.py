@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from slide_engine.data._atomic import atomic_target
-from slide_engine.data.xc_text import read_xc_text
-from slide_engine.data.xcdata import XCData
-from slide_engine.errors import DataFormatError
+from slide_bench.atomic import atomic_target
+from slide_bench.data.xc_text import read_xc_text
+from slide_bench.data.xcdata import XCData
+from slide_bench.errors import DataFormatError
 
 _ARRAYS = ("x_indptr", "x_indices", "x_values", "y_indptr", "y_indices")
 _FORMAT_VERSION = 1

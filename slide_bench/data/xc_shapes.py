@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from slide_engine.errors import ConfigError
+from slide_bench.errors import ConfigError
 
 __all__ = ["XC_SHAPES", "XCShape", "shape_at", "sweep_datasets"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slide_engine.data.xcdata import XCData
+from slide_bench.data.xcdata import XCData
 
 _QUANTILES = (0.5, 0.9, 0.99)
 

@@ -11,12 +11,12 @@ Bibtex and ``bibtex-like``) the same small experiment runs on both:
   included); ``gap`` is tables minus uniform;
 - ``recall_top1`` / ``recall_top10`` of both: the share of each evaluation point's hardest
   negatives that its active set holds (the engine's ``sampling_stats``);
-- the label/feature statistics of :func:`slide_engine.data.stats.dataset_stats` and
-  :func:`slide_engine.data.stats.structure_stats` on the training split.
+- the label/feature statistics of :func:`slide_bench.data.stats.dataset_stats` and
+  :func:`slide_bench.data.stats.structure_stats` on the training split.
 
 Every method uses the same optimiser (lazy Adam, ``lr``), batch order and seeds. The result is a
 list of tidy rows (dataset, source, metric, seed, value); :func:`format_comparison` prints them
-side by side. Command: ``python -m slide_engine.data compare-real --dataset bibtex``.
+side by side. Command: ``python -m slide_bench.data compare-real --dataset bibtex``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from slide_engine.data.repo_zip import read_repo_zip
-from slide_engine.data.stats import dataset_stats, structure_stats
-from slide_engine.data.synthetic import generate, resolve_spec
-from slide_engine.data.xcdata import XCData, shuffle
-from slide_engine.errors import ConfigError
+from slide_bench.data.repo_zip import read_repo_zip
+from slide_bench.data.stats import dataset_stats, structure_stats
+from slide_bench.data.synthetic import generate, resolve_spec
+from slide_bench.data.xcdata import XCData, shuffle
+from slide_bench.errors import ConfigError
 
 __all__ = [
     "TWINS",
@@ -102,7 +102,7 @@ def _slide_run(
     train: XCData, test: XCData, settings: CompareSettings, seed: int, policy: str
 ) -> _Run:
     from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
-    from slide_engine.harness import epoch_order, eval_subset
+    from slide_bench.harness import epoch_order, eval_subset
 
     centred = settings.hash_l if policy != "random" else 0
     hashing = HashConfig(
@@ -126,8 +126,8 @@ def _slide_run(
 def _tf_full_run(train: XCData, test: XCData, settings: CompareSettings, seed: int) -> _Run:
     from baselines.config import BaselineConfig
     from baselines.trainable import TFSoftmaxTrainable
-    from slide_engine.harness import epoch_order
-    from slide_engine.metrics import precision_at_k
+    from slide_bench.harness import epoch_order
+    from slide_bench.metrics import precision_at_k
 
     model = TFSoftmaxTrainable(BaselineConfig(model="full", lr=settings.lr, adam="lazy"), seed=seed)
     model.prepare(train)
@@ -232,7 +232,7 @@ def compare_real(
     real_train, real_test = shuffle(real_train, 0), shuffle(real_test, 1)
     spec = resolve_spec(preset, preset_overrides)
     twin_train, twin_test = generate(spec, settings.twin_seed)
-    from slide_engine.runlog import provenance
+    from slide_bench.runlog import provenance
 
     prov = provenance({"settings": asdict(settings), "twin": asdict(spec)}, settings.threads, "cpu")
     out = []

@@ -14,8 +14,8 @@ import io
 import shutil
 from pathlib import Path
 
-from slide_engine.errors import GPUUnavailableError, SuiteError
-from slide_engine.runlog import CURVE_COLUMNS, atomic_write_bytes, read_sidecar, write_sidecar
+from slide_bench.errors import GPUUnavailableError, SuiteError
+from slide_bench.runlog import CURVE_COLUMNS, atomic_write_bytes, read_sidecar, write_sidecar
 
 __all__ = ["FINISHED", "FinalizeError", "finalize_run", "last_message"]
 

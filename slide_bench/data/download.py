@@ -5,7 +5,7 @@ Where the archive lives: ``<root>/raw/<key>/<archive_name>`` (e.g.
 ``archive=`` (``--archive``); either way it is verified exactly like a download:
 
 1. size and md5/sha256 when the registry knows them;
-2. it opens as a zip whose members are all safe (see :mod:`slide_engine.data.archive`);
+2. it opens as a zip whose members are all safe (see :mod:`slide_bench.data.archive`);
 3. its data members are where the registry's layout says, and their headers hold the expected
    N, D and L;
 4. without a known checksum, every member's CRC is checked (catches truncation and corruption).
@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 
 import gdown
 
-from slide_engine.data._atomic import atomic_target
-from slide_engine.data.archive import Layout, check_members, detect_layout
-from slide_engine.data.registry import REPO_SPLIT, DatasetEntry, DriveFile
-from slide_engine.errors import ChecksumError, DownloadError, SuiteError
+from slide_bench.atomic import atomic_target
+from slide_bench.data.archive import Layout, check_members, detect_layout
+from slide_bench.data.registry import REPO_SPLIT, DatasetEntry, DriveFile
+from slide_bench.errors import ChecksumError, DownloadError, SuiteError
 
 _HASH_BLOCK = 1 << 22
 
