@@ -231,3 +231,26 @@ def test_log_uniform_top_up_draws_match_the_baseline_sampler_and_correct_by_incl
             assert len(set(drawn.tolist())) == drawn.size > 0
             np.testing.assert_allclose(z[i, f: cnt[i]], -np.log(want[drawn]), rtol=1e-5)
             assert not z[i, :f].any()
+
+
+def test_label_correction_as_tf_sampled_softmax():
+    # with correct_labels each label's logit gets its own -log P(drawn), the drawn ones theirs,
+    # the tables' neurons nothing: tf.nn.sampled_softmax_loss's true/sampled logits
+    val, y = batch(7)
+    s = 200
+    cfg = HashConfig(family="simhash", k=6, l=8, min_active=0, topup_extra=s, topup_correct=True,
+                     topup_sampler="log-uniform", correct_labels=True)
+    sampler = make_sampler(cfg)
+    counts = np.random.default_rng(8).poisson(1.0, N_NEURONS)
+    sampler.set_label_counts(counts)
+    p = np.diff(sampler.draw_cdf, prepend=0.0)
+    neg_log = -np.log(-np.expm1(s * np.log1p(-p)))
+    ids, cnt = select(sampler, val, y, training=True)
+    z = np.zeros(ids.shape, np.float32)
+    n_lab = np.diff(y[0])
+    sampler.correct(ids, cnt, z, n_lab)
+    for i in range(BATCH):
+        f, m = sampler.found[i], n_lab[i]
+        np.testing.assert_allclose(z[i, :m], neg_log[ids[i, :m]], rtol=1e-5)
+        assert not z[i, m:f].any()
+        np.testing.assert_allclose(z[i, f: cnt[i]], neg_log[ids[i, f: cnt[i]]], rtol=1e-5)

@@ -69,6 +69,10 @@ class HashConfig:
     #: ``topup_correct`` a drawn neuron's logit gets ``- log P(drawn)``,
     #: ``P = 1 - (1 - p)^topup_extra``
     topup_sampler: Literal["uniform", "log-uniform"] = "uniform"
+    #: log-uniform top-up with ``topup_correct``: also give each label's logit ``- log P(drawn)``,
+    #: as ``tf.nn.sampled_softmax_loss`` corrects its true classes (the labels then weigh as if
+    #: drawn; rare labels' own logits are raised, so their pull on the hidden layer is smaller)
+    correct_labels: bool = False
     #: union, training only: while a batch's mean pairwise query cosine (``query_cos``) is above
     #: this, skip the tables: labels plus the uniform top-up only (``max(min_active,
     #: topup_extra)`` neurons). A collapsed hidden layer sends every query to the same buckets;

@@ -325,7 +325,7 @@ class SlideNetwork:
             ids, cnt, val = buf.layer(last)
             out_sampler = self._samplers.get(last)
             if out_sampler is not None and out_sampler.cfg.topup_correct:
-                out_sampler.correct(ids, cnt, val)
+                out_sampler.correct(ids, cnt, val, train.y_indptr[rows + 1] - train.y_indptr[rows])
             k.softmax_loss(
                 rows,
                 train.y_indptr,

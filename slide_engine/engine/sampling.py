@@ -364,11 +364,10 @@ class LayerSampler:
         #: whether the last training selection skipped the tables (uniform phase)
         self.last_uniform = False
         #: log-uniform top-up: the draw's cumulative probabilities over the neurons, log(1 - p),
-        #: -log P(drawn in a batch) of the current candidates, batches drawn so far
+        #: -log P(drawn in a batch) of each neuron, batches drawn so far
         self.draw_cdf = np.zeros(0)
         self.log1m_p = np.zeros(0)
-        self.neg_log_p = np.zeros(n_neurons if cfg.topup_sampler == "log-uniform" else 0,
-                                  dtype=np.float32)
+        self.neg_log_p = np.zeros(0, dtype=np.float32)
         self.cand_draws = 0
         self.schedule = (
             DecayingSchedule(cfg.decay_first_samples, cfg.decay_growth, cfg.redraw_every_samples)
@@ -455,13 +454,16 @@ class LayerSampler:
         p = np.log1p(1.0 / (rank + 1.0)) / np.log(n + 1.0)
         self.draw_cdf = np.cumsum(p)
         self.log1m_p = np.log1p(-p)
+        s = self.cfg.topup_extra
+        self.neg_log_p = (-np.log(-np.expm1(s * self.log1m_p))).astype(np.float32)
 
     def draw_candidates(self, advance: bool = True) -> np.ndarray:
         """The next batch's log-uniform draws: distinct neuron ids, int32 (C,), C <= topup_extra.
 
-        Sets :attr:`neg_log_p` of each drawn neuron to ``-log(1 - (1 - p)^S)``, S the number of
-        draws. Seeded by the network seed and the batch's draw number (resumable); without
-        ``advance`` (evaluation) from another stream that training never reads.
+        :attr:`neg_log_p` holds each neuron's ``-log(1 - (1 - p)^S)``, S the number of draws
+        (:meth:`set_label_counts`). Seeded by the network seed and the batch's draw number
+        (resumable); without ``advance`` (evaluation) from another stream that training never
+        reads.
         """
         if self.draw_cdf.shape[0] == 0:
             raise RuntimeError("the log-uniform top-up needs set_label_counts() first")
@@ -472,16 +474,19 @@ class LayerSampler:
         self.cand_draws += int(advance)
         u = np.random.default_rng(seq).random(s) * self.draw_cdf[-1]
         cand = np.unique(np.searchsorted(self.draw_cdf, u, side="right"))
-        cand = np.minimum(cand, self.draw_cdf.shape[0] - 1).astype(np.int32)
-        self.neg_log_p[cand] = -np.log(-np.expm1(s * self.log1m_p[cand]))
-        return cand
+        return np.minimum(cand, self.draw_cdf.shape[0] - 1).astype(np.int32)
 
-    def correct(self, ids: np.ndarray, cnt: np.ndarray, val: np.ndarray) -> None:
+    def correct(self, ids: np.ndarray, cnt: np.ndarray, val: np.ndarray,
+                n_labels: np.ndarray | None = None) -> None:
         """Importance-correct the top-up logits of the last training selection in place
-        (``cfg.topup_correct``; ``ids``, ``cnt``, ``val`` (B, cap), (B,), (B, cap))."""
+        (``cfg.topup_correct``; ``ids``, ``cnt``, ``val`` (B, cap), (B,), (B, cap)); with
+        ``cfg.correct_labels`` also the first ``n_labels`` (int (B,)) entries, the labels."""
         found = self.found[: cnt.shape[0]]
         if self.cfg.topup_sampler == "log-uniform":
             correct_drawn_logits(found, cnt, ids, val, self.neg_log_p)
+            if self.cfg.correct_labels and n_labels is not None:
+                correct_drawn_logits(np.zeros_like(found), n_labels.astype(np.int32), ids, val,
+                                     self.neg_log_p)
         else:
             correct_topup_logits(found, cnt, val, self.index.n_neurons)
 
