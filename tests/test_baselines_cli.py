@@ -14,6 +14,8 @@ import tensorflow as tf
 from slide_bench.data import generate, save_npz
 from slide_bench.runlog import CURVE_COLUMNS
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 
 

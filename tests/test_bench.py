@@ -58,6 +58,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     return tmp, proc
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
     tmp, proc = quick
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -90,6 +91,7 @@ def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
             assert float(row["t_host_ms"]) > 0 and float(row["t_step_ms"]) > 0
 
 
+@pytest.mark.slow
 def test_quick_mode_prints_goal_table(quick) -> None:
     tmp, proc = quick
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -102,8 +104,10 @@ def test_quick_mode_prints_goal_table(quick) -> None:
     assert goals["tta_vs_tf_full"]["verdict"] == "n/a"  # no accuracy run requested
 
 
-@pytest.mark.skipif(_gpu_visible(), reason="a GPU is visible")
+@pytest.mark.slow
 def test_gpu_bench_without_gpu_exits_3_before_measuring(tmp_path: Path) -> None:
+    if _gpu_visible():  # asked here, not at collection: the probe starts TensorFlow
+        pytest.skip("a GPU is visible")
     proc = _run(tmp_path, "--device", "gpu", "--methods", "slide,tf-full", "--threads", "1")
     assert proc.returncode == 3
     err = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
@@ -112,6 +116,7 @@ def test_gpu_bench_without_gpu_exits_3_before_measuring(tmp_path: Path) -> None:
     assert not (tmp_path / "bench.csv").exists()  # nothing measured under a GPU label
 
 
+@pytest.mark.slow
 def test_unknown_method_is_a_clean_error(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--methods", "slide,bogus")
     assert proc.returncode == 2
@@ -187,6 +192,7 @@ def test_row_speedup_needs_one_thread_and_more() -> None:
     assert math.isnan(bench._row_speedup({1: 10.0}))
 
 
+@pytest.mark.slow
 def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--batches", "2", "--warmup", "0", "--threads", "1",
                 "--methods", "slide", "--accuracy-seconds", "1", "--eval-every", "5")
@@ -201,6 +207,7 @@ def test_accuracy_run_records_curve_and_final_precision(tmp_path: Path) -> None:
     assert seconds == sorted(seconds)
 
 
+@pytest.mark.slow
 def test_trained_steps_train_slide_before_the_timed_batches(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--batches", "2", "--warmup", "1", "--threads", "1",
                 "--methods", "slide", "--trained-steps", "4")
@@ -212,6 +219,7 @@ def test_trained_steps_train_slide_before_the_timed_batches(tmp_path: Path) -> N
     assert row["first_timed_step"] == "6"  # 4 trained + 1 warm-up batch before it
 
 
+@pytest.mark.slow
 def test_negative_trained_steps_is_a_clean_error(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--trained-steps", "-1")
     assert proc.returncode == 2

@@ -147,6 +147,7 @@ def test_missing_or_invalid_config_file(tmp_path):
         load_config(str(bad), [])
 
 
+@pytest.mark.slow
 def test_main_guard_exit_codes():
     code = (
         "import sys\n"

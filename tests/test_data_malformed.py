@@ -57,6 +57,7 @@ def test_malformed_file_error(name: str) -> None:
     assert str(err) == f"{prefix}: {err.detail}"
 
 
+@pytest.mark.slow
 def test_cli_on_malformed_file_exits_2_without_traceback() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "slide_bench.data", "stats", str(FIXTURES / "nan_value.txt")],

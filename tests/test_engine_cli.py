@@ -14,6 +14,8 @@ from slide_bench.data import generate, save_npz
 from slide_bench.errors import ConfigError
 from slide_engine.__main__ import main
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):

@@ -65,6 +65,7 @@ def check_diverged(out: Path, iteration: int, what: str) -> None:
     assert not out.with_suffix(".ckpt.npz").exists()
 
 
+@pytest.mark.slow
 def test_engine_cli_huge_learning_rate_diverges_with_its_iteration(tiny_files, tmp_path):
     out = tmp_path / "curve.csv"
     argv = [sys.executable, "-m", "slide_engine", "train", "--train", str(tiny_files[0]),
@@ -153,6 +154,7 @@ def test_tf_baseline_divergence_is_recorded(tiny, tmp_path, where, at, iteration
     check_diverged(out, iteration, what)
 
 
+@pytest.mark.slow
 def test_pipeline_finishes_the_other_runs_and_reports_the_diverged_one(tmp_path):
     config = {
         "datasets": {"tiny": {"synthetic": {"preset": "tiny", "seed": 0}}},

@@ -106,6 +106,7 @@ print("finished")
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_transfer_leaves_nothing_that_passes_as_complete(
     tmp_path, bibtex_zip, monkeypatch
 ):
@@ -255,6 +256,7 @@ def test_extraction_size_limit_on_the_real_archive_keeps_the_previous_folder(
     assert leftovers(dest.parent) == ["extracted"]
 
 
+@pytest.mark.slow
 def test_extraction_interrupted_by_a_full_disk_leaves_the_previous_folder(
     tmp_path, bibtex_zip
 ):
@@ -289,6 +291,7 @@ prepare("bibtex", root={root!r}, seed={seed})
 """
 
 
+@pytest.mark.slow
 def test_prepare_killed_at_random_moments_never_leaves_outputs_that_pass_as_valid(
     tmp_path, bibtex_zip
 ):

@@ -198,6 +198,7 @@ def _with_sets(cases, extra, f, out):
     return cases
 
 
+@pytest.mark.slow
 def test_engine_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path):
     cases = _with_sets(training_cases(files, tmp_path / "out"), ENGINE_ONLY, files,
                        tmp_path / "out")
@@ -208,6 +209,7 @@ def test_engine_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path)
     assert not list((tmp_path / "out").rglob("*.csv")), "a rejected run wrote a curve"
 
 
+@pytest.mark.slow
 def test_baselines_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path):
     cases = _with_sets(training_cases(files, tmp_path / "out"), BASELINE_ONLY, files,
                        tmp_path / "out")
@@ -219,6 +221,7 @@ def test_baselines_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_pa
     assert not list((tmp_path / "out").rglob("*.csv")), "a rejected run wrote a curve"
 
 
+@pytest.mark.slow
 def test_data_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path):
     f, root = files, str(tmp_path / "root")
     cases = {
@@ -263,6 +266,7 @@ def test_data_cli_rejects_every_bad_input_with_one_clear_line(files, tmp_path):
     assert not (tmp_path / "root" / "prepared" / "bibtex" / "train.npz").exists()
 
 
+@pytest.mark.slow
 def test_plain_subprocess_agrees_with_the_driver_and_debug_shows_the_traceback(files, tmp_path):
     argv = [sys.executable, "-m", "slide_engine", "train", "--train",
             str(MALFORMED / "nan_value.txt"), "--test", str(files["test.npz"]),
@@ -294,6 +298,7 @@ def test_exponent_floats_are_numbers_in_config_values(value, tmp_path):
         (None, r"ValidationError: 0 is less than the minimum of 1"),
     ],
 )
+@pytest.mark.slow
 def test_pipeline_bad_config_is_one_clear_error_without_traceback(config_text, pattern, tmp_path):
     """(Message wording per config key: tests/test_pipeline_config.py; here: no traceback.)"""
     if config_text is None:

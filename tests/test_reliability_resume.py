@@ -155,6 +155,7 @@ def checkpoint_position(ckpt: Path) -> tuple[int, float] | None:
     return int(meta["loop"]["iteration"]), float(meta["loop"]["train_seconds"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["slide"])
 def test_uninterrupted_runs_are_deterministic(method, tiny, tmp_path, tmp_path_factory):
     """The oracle of the kill tests: at one thread two runs give the same curve bit for bit.
@@ -172,6 +173,7 @@ def test_uninterrupted_runs_are_deterministic(method, tiny, tmp_path, tmp_path_f
     assert_prefix(ref.curve, again, f"{method}: second uninterrupted run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(COMMANDS))
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_curve(
     method, tiny, tmp_path, tmp_path_factory, capsys
@@ -272,6 +274,7 @@ def test_kill_trial_summary(capsys):
     assert kills >= 6 and same == kills
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip"])
 def test_corrupt_checkpoint_is_reported_and_the_run_restarts_from_scratch(
     damage, tiny, tmp_path, tmp_path_factory
