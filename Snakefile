@@ -21,12 +21,13 @@ include: "workflow/rules/crossover.smk"
 
 
 # Under a cluster executor (profiles/slurm) these run on the submitting host instead of as
-# cluster jobs: they only read the aggregated tables and draw figures, in seconds.
+# cluster jobs: they read small tables and write tables or a figure, in seconds (the figure
+# rules of workflow/rules/plots.smk are local too). Data preparation, training and the
+# environment record (it describes the machine the jobs run on) stay cluster jobs.
 localrules:
     aggregate,
     crossover,
     headline,
-    plot_dataset,
 
 
 rule all:

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 
 PROFILE = REPO / "profiles" / "slurm"
 GRID_KEYS = ("dataset", "method", "device", "threads", "seed")
+FIGURE_RULES = ("plot_convergence_time", "plot_convergence_iter", "plot_thread_scaling",
+                "plot_time_to_accuracy", "plot_sampling")
 SACCT_FIELDS = ("JobIDRaw", "Comment", "ReqCPUS", "Partition", "Account", "Timelimit", "Start",
                 "End", "State")
 
@@ -157,10 +159,12 @@ def test_timed_jobs_never_shared_the_node(slurm_run):
 
 
 def local_rules() -> set[str]:
-    """The rules the Snakefile's `localrules:` keeps on the submitting host."""
+    """The rules kept on the submitting host: the Snakefile's `localrules:` and the figure rules
+    (`localrule: True` in workflow/rules/plots.smk, one rule per figure)."""
     block = re.search(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", (REPO / "Snakefile").read_text(), re.M)
     assert block, "the Snakefile declares no localrules"
-    return set(re.findall(r"\w+", block.group(1)))
+    assert "localrule: True" in (REPO / "workflow" / "rules" / "plots.smk").read_text()
+    return set(re.findall(r"\w+", block.group(1))) | set(FIGURE_RULES)
 
 
 def test_cheap_rules_ran_locally_and_the_rest_on_the_cluster(slurm_run, local_run):
@@ -171,7 +175,7 @@ def test_cheap_rules_ran_locally_and_the_rest_on_the_cluster(slurm_run, local_ru
     here = set(re.findall(r"^localrule (\w+):$", text, re.M))
     assert submitted_rules == on_slurm, (submitted_rules, on_slurm)
     assert {"prepare_dataset", "environment", "train_cpu"} <= on_slurm
-    assert {"aggregate", "plot_dataset"} <= local_rules() <= here
+    assert {"aggregate", "headline", *FIGURE_RULES} <= local_rules() <= here
     assert not here & on_slurm, here & on_slurm
     datasets = {run["dataset"] for run in grid_points(local_run / "results")}
     prepare = jobs[jobs["Comment"].str.startswith("rule_prepare_dataset_")]

@@ -1,8 +1,10 @@
 # Helpers of the pipeline: config validation, the run grid, paths and per-rule parameters.
 # Rules call only the get_* functions below; nothing here runs a job.
 import math
+import os
 import re
 import shlex
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -19,8 +21,29 @@ SIDECAR = f"results/curves/{{dataset}}/{RUN}.json"
 # deletes the outputs of a killed job, and a rerun must find the checkpoint to resume from.
 WORK_CURVE = f"results/checkpoints/{{dataset}}/{RUN}/curve.csv"
 PREPARED = "data/prepared/{dataset}"
-FIGURES = (
-    "convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling",
+# Every figure of a dataset and the aggregated tables it is drawn from (one rule each).
+FIGURE_TABLES = {
+    "convergence-time": ("curves", "summary", "headline"),
+    "convergence-iter": ("curves", "summary"),
+    "thread-scaling": ("summary",),
+    "time-to-accuracy": ("summary", "levels"),
+    "sampling": ("curves",),
+}
+FIGURES = tuple(FIGURE_TABLES)
+TABLES = {
+    "curves": "results/curves.csv",
+    "summary": "results/summary.csv",
+    "headline": "results/headline.csv",
+    "levels": "results/time-to-level.csv",
+}
+SUITE = Path(workflow.basedir)
+TRAIN_SCRIPT = str(SUITE / "workflow" / "scripts" / "train.py")
+# Every job imports the suite from this checkout (the environments of workflow/envs/ hold its
+# dependencies only), whatever copy of it an environment has installed. Jobs inherit this
+# process's environment; a cluster job parses this file again on its node.
+_pythonpath = [entry for entry in os.getenv("PYTHONPATH", "").split(os.pathsep) if entry]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([str(SUITE), *(p for p in _pythonpath if p != str(SUITE))])
 )
 
 
@@ -110,7 +133,6 @@ wildcard_constraints:
     device="cpu|gpu",
     threads=r"\d+",
     seed=r"\d+",
-    figure="|".join(FIGURES),
 
 
 def get_runs(dataset=None):
@@ -262,6 +284,11 @@ def get_method_config_files(wildcards):
     """The method's --config file, if any, so editing it reruns the method."""
     path = config["methods"][wildcards.method]["config"]
     return [path] if path else []
+
+
+def get_figure_tables(figure):
+    """The aggregated tables one figure is drawn from, by name (the plot rule's input)."""
+    return {table: TABLES[table] for table in FIGURE_TABLES[figure]}
 
 
 def get_plot_settings(wildcards=None):

@@ -4,9 +4,11 @@
 # wall-time request) follows the config's time budget.
 # GPU runs are a separate rule so that profiles can send them to a GPU partition or node pool;
 # their environment adds TensorFlow's CUDA libraries (the same `tensorflow` build as CPU runs).
-# The engine writes into results/checkpoints/ (not a declared output, so a killed job keeps its
-# checkpoint and partial curve and a rerun resumes); `slide_bench.report finalize-run` then
-# publishes the curve, or records a failed run when a baseline exits 3 (no GPU visible).
+# workflow/scripts/train.py runs the job: it refuses a job given fewer cores than its thread
+# count, runs the engine's or baseline's command (in full in the job's shell command) with its
+# output in the log, into results/checkpoints/ (not a declared output, so a killed job keeps
+# its checkpoint and partial curve and a rerun resumes), then publishes the curve, or records a
+# failed run when a baseline exits 3 (no GPU visible).
 
 
 rule train_cpu:
@@ -18,6 +20,7 @@ rule train_cpu:
         curve=CURVE,
         sidecar=SIDECAR,
     params:
+        script=TRAIN_SCRIPT,
         command=get_train_command,
         work=WORK_CURVE,
     log:
@@ -33,14 +36,9 @@ rule train_cpu:
     conda:
         "../envs/train.yaml"
     shell:
-        # Snakemake lowers a job's threads to --cores; a timed run must get all it asks for.
-        "if [ {threads} -ne {wildcards.threads} ]; then echo 'error: this {wildcards.threads}-thread "
-        "run would get {threads} core(s); give snakemake --cores >= {wildcards.threads}' > {log}; "
-        "exit 2; fi; "
-        "mkdir -p $(dirname {params.work}); rc=0; "
-        "{params.command} --out {params.work} > {log} 2>&1 || rc=$?; "
-        "python -m slide_bench.report finalize-run --exit-code $rc --log {log} "
-        "--work {params.work} --curve {output.curve} --sidecar {output.sidecar} >> {log} 2>&1"
+        "python {params.script} --threads {wildcards.threads} --cores {threads} --log {log} "
+        "--work {params.work} --curve {output.curve} --sidecar {output.sidecar} "
+        "-- {params.command} --out {params.work}"
 
 
 use rule train_cpu as train_gpu with:
