@@ -10,7 +10,8 @@ Rules:
   the archive is absent; in CI (``CI`` set) it runs and fails instead, since CI has the archive.
 * A test that spawns a process is marked ``@pytest.mark.slow`` (the fast loop,
   ``python -m pytest -m "not slow"``, deselects it); an unmarked test that starts one through
-  :mod:`subprocess` or :func:`os.system` fails with that advice.
+  :mod:`subprocess` or :func:`os.system` fails with that advice. Machine probes the suite's
+  code makes in-process (``git`` for the commit, ``ldconfig``, ``nvidia-smi``) are allowed.
 """
 
 import importlib.util
@@ -36,22 +37,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# Machine probes the suite's own code makes while a test runs in-process (the commit for the
+# provenance, CUDA libraries, GPUs): milliseconds each, so they do not make a test slow.
+PROBES = frozenset({"git", "ldconfig", "nvidia-smi", "uname", "lscpu"})
+
+
 @pytest.fixture(autouse=True)
 def _unmarked_tests_spawn_no_process(request: pytest.FixtureRequest,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail an unmarked test that starts a process: it belongs to the slow tests."""
+    """Fail an unmarked test that starts a process (other than a machine probe): it belongs to
+    the slow tests."""
     if request.node.get_closest_marker("slow"):
         return
     advice = f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow"
+    popen = subprocess.Popen
 
-    class Refused(subprocess.Popen):
-        def __init__(self, *args, **kwargs):
-            raise AssertionError(advice)
+    class Guarded(popen):
+        def __init__(self, args, *rest, **kwargs):
+            program = args if isinstance(args, str | bytes | os.PathLike) else args[0]
+            if kwargs.get("shell") or Path(os.fsdecode(program)).name not in PROBES:
+                raise AssertionError(f"{advice} ({program})")
+            super().__init__(args, *rest, **kwargs)
 
     def refused(*args, **kwargs):
         raise AssertionError(advice)
 
-    monkeypatch.setattr(subprocess, "Popen", Refused)
+    monkeypatch.setattr(subprocess, "Popen", Guarded)
     monkeypatch.setattr(os, "system", refused)
     monkeypatch.setattr(os, "posix_spawn", refused)
 

@@ -46,6 +46,7 @@ def _model(train, **settings) -> TFSoftmaxTrainable:
 # -- placement ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", [{"model": "full"}, {"model": "sampled", "adam": "lazy"}])
 def test_captured_step_runs_on_the_cpu_device_and_fails_a_gpu_requirement(tiny, settings):
     train, _ = tiny

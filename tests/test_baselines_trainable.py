@@ -85,6 +85,7 @@ def test_predict_topk_equals_numpy_dense_scores(tiny):
         {"model": "sampled", "sampled_labels": "one", "sampler": "log-uniform"},
     ],
 )
+@pytest.mark.slow
 def test_warmup_keeps_state_and_resume_continues_the_run(tiny, settings):
     order = np.random.default_rng(0).permutation(tiny[0].n_points)
     batches = [order[i * 128 : (i + 1) * 128] for i in range(4)]

@@ -175,6 +175,7 @@ def test_extraction_size_limit_and_success(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.zip", "out"]
 
 
+@pytest.mark.slow
 def test_train_test_archive_is_extracted_read_and_shuffled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
 ) -> None:

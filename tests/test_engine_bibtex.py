@@ -18,6 +18,8 @@ from slide_bench.data import read_repo_zip, shuffle
 from slide_bench.harness import epoch_order
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 20
 SEEDS = (0, 1)
 BIBTEX_HASH = HashConfig(family="simhash", k=5, l=16, n_buckets=1024, min_active=64,

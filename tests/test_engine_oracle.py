@@ -86,6 +86,7 @@ def test_two_hidden_layers_step_matches_reference():
     check_step(net, ROWS, use_active=False)
 
 
+@pytest.mark.slow
 def test_sampled_path_with_every_neuron_active_matches_reference():
     # exact top-k with a budget of every neuron: the sampled kernels (labels first, gathers,
     # HOGWILD scatter) on a hidden layer and the output layer must equal the dense maths

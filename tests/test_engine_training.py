@@ -74,7 +74,8 @@ PER_SAMPLE = SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=datacla
     HASH, topup="per-sample")))
 
 
-@pytest.mark.parametrize("config", [CONFIG, MONGOOSE, HOGWILD, PER_SAMPLE],
+@pytest.mark.parametrize("config", [CONFIG, pytest.param(MONGOOSE, marks=pytest.mark.slow),
+                                    HOGWILD, PER_SAMPLE],
                          ids=["reference", "mongoose", "hogwild", "per-sample-topup"])
 def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     train = tiny[0]
@@ -91,6 +92,7 @@ def test_resume_from_state_dict_continues_bit_identically(tiny, config):
     assert_same_state(net.state_dict(), resumed.state_dict())
 
 
+@pytest.mark.slow
 def test_mongoose_learned_hash_reports_its_checks_and_fits(tiny):
     config = copy.deepcopy(MONGOOSE)
     config.output.hash.mongoose.learn = True

@@ -2,11 +2,13 @@
 
 import numba
 import numpy as np
+import pytest
 
 from slide_engine.lsh import LSHIndex, make_policy, out_capacity
 from slide_engine.lsh.measure import _select_batch, measure
 
 
+@pytest.mark.slow
 def test_prange_selection_equals_serial_queries():
     rng = np.random.default_rng(0)
     n, d, batch = 3000, 32, 64

@@ -57,7 +57,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "dwta-sparse"
+                                  else c for c in CASES])  # densifying sparse data: seconds
 def test_lsh_retrieves_high_similarity_neurons(case, dense_problem, binary_problem):
     family, data, options = CASES[case]
     w, q, sim = binary_problem if data == "binary" else dense_problem

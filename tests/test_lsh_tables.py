@@ -183,6 +183,7 @@ def _moved_weights(seed=0):
     return w, w2, rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["simhash", "dwta"])
 def test_incremental_reinsert_equals_full_rebuild(family):
     w, w2, rows = _moved_weights()
@@ -280,6 +281,7 @@ def test_reinsert_is_deterministic_across_thread_counts():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_redraw_equals_a_fresh_index_with_the_new_seed():
     w, _, _ = _moved_weights(4)
     idx = _index(seed=1)

@@ -69,6 +69,7 @@ def test_mine_pairs_matches_bruteforce():
     assert len(set(zip(pairs.query.tolist(), pairs.item.tolist(), strict=True))) == len(pairs.query)
 
 
+@pytest.mark.slow
 def test_retrieval_matches_bruteforce_collisions():
     rng = np.random.default_rng(2)
     n, d, k, n_tables = 500, 12, 3, 4
@@ -115,6 +116,7 @@ def recall_with(index: LSHIndex, queries: np.ndarray, weights: np.ndarray) -> tu
     return topk_recall(queries, weights, indptr, ids, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binarize", [False, True])
 def test_learned_hash_beats_random_on_clustered_data(binarize):
     rng = np.random.default_rng(4)

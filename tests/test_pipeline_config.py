@@ -105,6 +105,7 @@ def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
     assert "--out results/checkpoints/synthetic/slide-uniform-cpu-t2-s1/curve.csv" in line
 
 
+@pytest.mark.slow
 def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path):
     def dense_for_one(config):
         config["optimizer"] = {"adam": "dense", "lr": 0.02}
@@ -130,6 +131,7 @@ def test_shipped_configs_validate_against_the_schema(configfile):
     jsonschema.validate(config, schema)  # raises ValidationError naming the bad key
 
 
+@pytest.mark.slow
 def test_amazon670k_like_run_plans_its_subset_eval_cadence_and_ratio_baselines():
     proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/amazon670k-like.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -148,6 +150,7 @@ def test_amazon670k_like_run_plans_its_subset_eval_cadence_and_ratio_baselines()
         assert "--set adam=lazy" in line  # one optimiser for every method
 
 
+@pytest.mark.slow
 def test_a_method_eval_every_overrides_the_budget_and_peers_name_methods(tmp_path):
     def per_method(config):
         config["methods"]["tf-full"]["eval_every"] = 3
@@ -199,12 +202,14 @@ def write_config(tmp_path: Path, change) -> Path:
         (lambda c: c.update(optimizer={"adam": "sparse"}), r"'sparse' is not one of"),
     ],
 )
+@pytest.mark.slow
 def test_invalid_configs_fail_with_a_clear_message(tmp_path, change, message):
     proc = snakemake("-n", "--configfile", str(write_config(tmp_path, change)))
     assert proc.returncode != 0
     assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-3000:]
 
 
+@pytest.mark.slow
 def test_schema_fills_defaults_of_omitted_sections(tmp_path):
     def minimal(config):
         for key in ("grid", "budget", "target", "optimizer"):
