@@ -73,6 +73,7 @@ def n_datasets(config: dict) -> int:
     return len(config.get("datasets", {})) + len(config.get("crossover", {}).get("labels", []))
 
 
+@pytest.mark.slow
 def test_crossover_sweep_plans_one_dataset_per_label_count_with_its_own_budget():
     proc = snakemake("-n", "-p", "--forceall", "--configfile", "config/crossover.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import REPO, absolute_config, run_snakemake, snakemake_argv
+from _pipeline import REPO, absolute_config, results_manifest, run_snakemake, snakemake_argv
 
 from slide_bench.data import load_npz
 
@@ -25,6 +25,9 @@ FIGURES = (
 )
 
 pytestmark = pytest.mark.slow
+# What the CI run produces, without its measurements (_pipeline.results_manifest): recorded from
+# a run of the pipeline before its training became a script and its figures one rule each.
+MANIFEST = REPO / "tests" / "fixtures" / "pipeline" / "ci-results-manifest.json"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,23 @@ def grid_points(config):
             for threads in spec.get("threads") or config["grid"]["threads"]:
                 for seed in config["grid"]["seeds"]:
                     yield dataset, method, threads, seed
+
+
+def test_outputs_keep_their_recorded_tables_rows_and_figures(ci_run):
+    """Same tables with the same columns and rows (by grid point, peer and level), same per-run
+    curves, figures and environment record as recorded. After a deliberate change of what the
+    pipeline writes, record it again from a finished run of the CI config:
+    python tests/_pipeline.py WORKDIR/results > tests/fixtures/pipeline/ci-results-manifest.json
+    """
+    work, _ = ci_run
+    got, expected = results_manifest(work / "results"), json.loads(MANIFEST.read_text())
+    assert got["tables"].keys() == expected["tables"].keys()
+    for name, table in expected["tables"].items():
+        assert got["tables"][name]["columns"] == table["columns"], name
+        assert got["tables"][name]["rows"] == table["rows"], name
+    assert got["curves"] == expected["curves"]
+    assert got["figures"] == expected["figures"]
+    assert got["environment"] == expected["environment"]
 
 
 def test_one_finished_curve_per_grid_point(ci_run):
