@@ -42,7 +42,7 @@ def test_lint_is_clean():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("configfile", CONFIGS)
+@pytest.mark.parametrize("configfile", DRY_RUN_CONFIGS)
 def test_dry_run_plans_one_training_job_per_grid_point(configfile):
     # --forceall: plan every job even when an earlier run in this checkout left results
     proc = snakemake("-n", "--forceall", "--configfile", configfile)
