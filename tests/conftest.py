@@ -11,7 +11,8 @@ Rules:
 * A test that spawns a process is marked ``@pytest.mark.slow`` (the fast loop,
   ``python -m pytest -m "not slow"``, deselects it); an unmarked test that starts one through
   :mod:`subprocess` or :func:`os.system` fails with that advice. Machine probes the suite's
-  code makes in-process (``git`` for the commit, ``ldconfig``, ``nvidia-smi``) are allowed.
+  code makes in-process (``git`` for the commit, ``nvidia-smi``, the library lookup's
+  ``ldconfig``/``gcc``) are allowed.
 """
 
 import importlib.util
@@ -38,8 +39,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Machine probes the suite's own code makes while a test runs in-process (the commit for the
-# provenance, CUDA libraries, GPUs): milliseconds each, so they do not make a test slow.
-PROBES = frozenset({"git", "ldconfig", "nvidia-smi", "uname", "lscpu"})
+# provenance, GPUs, and the tools ctypes.util.find_library asks for CUDA libraries): milliseconds
+# each, so they do not make a test slow.
+PROBES = frozenset({"git", "nvidia-smi", "uname", "lscpu", "ldconfig", "gcc", "cc", "ld",
+                    "objdump"})
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from slide_engine.mongoose.__main__ import main
 from slide_engine.mongoose.compare import METHODS, compare
 
 
+@pytest.mark.slow
 def test_compare_counts_maintenance(tmp_path):
     train, test = generate("tiny", 0)
     hashing = HashConfig(

@@ -261,6 +261,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_curve(
     assert identical == kills, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_kill_trial_summary(capsys):
     """One line with the totals of the kill-and-resume trials of this module."""
     if not TRIALS:
