@@ -28,7 +28,7 @@ from baselines.trainable import TFSoftmaxTrainable
 from slide_bench.data import generate
 from slide_bench.runlog import gpu_inventory, parse_nvidia_smi, provenance
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
 
 

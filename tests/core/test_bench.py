@@ -16,7 +16,7 @@ import pytest
 
 from slide_bench import bench
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 _POSITIVE = (
     "ms_per_batch_median",

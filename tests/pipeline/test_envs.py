@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "workflow" / "rules"
 SUITE = ("slide_bench", "slide_engine", "baselines")
 # conda-forge packages under another name than the distribution, or that bring another one

@@ -5,13 +5,13 @@ on this host (installing Debian's packages if needed); then
 `snakemake --workflow-profile profiles/slurm --configfile <the CI config>` runs the whole
 pipeline with the SLURM executor plugin. The oracles: SLURM's own accounting (`sacct`: every
 training job, its --cpus-per-task, start and end), the plugin's submission log, and the local run
-of the same config (`ci_local_run`, shared with test_pipeline_e2e.py) for the outputs' schema and
-rows. The cluster (the session fixture `slurm_cluster`) is stopped at the end of the session
-unless it was already running before.
+of the same config (`ci_local_run`, shared with tests/pipeline/test_e2e.py) for the outputs'
+schema and rows. The cluster (the session fixture `slurm_cluster`) is stopped at the end of the
+session unless it was already running before.
 
 Run alone (root; about 8 minutes on 2 cores, the local run it compares with included; more on a
     busy machine):
-    python -m pytest -q tests/test_pipeline_slurm.py
+    python -m pytest -q tests/pipeline/test_slurm.py
 """
 
 from __future__ import annotations

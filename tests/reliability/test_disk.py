@@ -32,7 +32,7 @@ from slide_bench.data import generate, save_npz
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUN = ["--threads", "1", "--seed", "1", "--epochs", "2", "--eval-every", "4",
        "--set", "run.checkpoint_every_s=0", "--set", "run.batch_size=64",
        "--set", "run.eval_points=200"]

@@ -34,7 +34,7 @@ import pytest
 from slide_bench.checkpoint import load_checkpoint
 from slide_bench.data import generate, save_npz
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENV = {
     **os.environ,
     "OMP_NUM_THREADS": "1",

@@ -27,7 +27,7 @@ from slide_bench.harness import RunSettings, run
 from slide_bench.runlog import read_sidecar
 from slide_engine.engine import SlideConfig, SlideNetwork
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

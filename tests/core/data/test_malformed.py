@@ -13,7 +13,7 @@ import pytest
 from slide_bench.data import XCData, load_npz, read_repo_zip, read_xc_text, save_npz
 from slide_bench.errors import DataFormatError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "malformed"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "malformed"
 
 # file -> (line, token or None, words the message must contain)
 CASES = {

@@ -7,7 +7,7 @@ checkpoint under results/checkpoints/ (oracle: the partial curve before the requ
 accounting of the job's two runs, the engine's sidecar).
 
 Run alone (root; about 2 minutes on 2 cores):
-    python -m pytest -q tests/test_pipeline_slurm_requeue.py
+    python -m pytest -q tests/pipeline/test_slurm_requeue.py
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from slide_bench.data.synthetic import resolve_spec
 from slide_bench.harness import RunSettings
 from slide_engine.engine import SlideConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MALFORMED = REPO / "tests" / "fixtures" / "malformed"
 DRIVER = REPO / "tests" / "fixtures" / "reliability" / "cli_driver.py"
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) \S+: ")
@@ -300,7 +300,7 @@ def test_exponent_floats_are_numbers_in_config_values(value, tmp_path):
 )
 @pytest.mark.slow
 def test_pipeline_bad_config_is_one_clear_error_without_traceback(config_text, pattern, tmp_path):
-    """(Message wording per config key: tests/test_pipeline_config.py; here: no traceback.)"""
+    """(Message wording per config key: tests/pipeline/test_config.py; here: no traceback.)"""
     if config_text is None:
         config = yaml.safe_load((REPO / "config" / "ci" / "config.yaml").read_text())
         config["grid"]["threads"] = [0]

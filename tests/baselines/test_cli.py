@@ -16,7 +16,7 @@ from slide_bench.runlog import CURVE_COLUMNS
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Never uses the network: gdown's transport is replaced by a local copy of the real Bibtex zip that
 behaves like gdown does (bytes go to gdown's own ``<output>XXXXXXXX.part`` file, which gdown keeps
 for a later resume when the transfer breaks, and is renamed onto ``output`` on success). What
-``tests/test_data_prepare.py`` already covers (fallback between Drive ids, checksum of a placed
+``tests/core/data/test_prepare.py`` already covers (fallback between Drive ids, checksum of a placed
 archive, unsafe members of a synthetic zip, the declared-size limit) is not repeated; here:
 
 * a transfer broken mid-way, or the process SIGKILLed mid-transfer, leaves no file that passes as
@@ -40,7 +40,7 @@ from slide_bench.data.download import archive_path, fetch_archive, verify_archiv
 from slide_bench.data.registry import get_entry
 from slide_bench.errors import ChecksumError, DownloadError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIBTEX = get_entry("Bibtex")
 #: the same dataset as the registry knows it when no checksum or size is published
 BIBTEX_NO_SUM = dataclasses.replace(BIBTEX, md5=None, sha256=None, size=None)
@@ -97,7 +97,7 @@ def test_broken_transfer_leaves_nothing_and_the_retry_is_verified(
 KILL_SCRIPT = """
 import sys, gdown
 sys.path.insert(0, {tests!r})
-from test_reliability_download import BIBTEX, gdown_like
+from test_download import BIBTEX, gdown_like
 from pathlib import Path
 from slide_bench.data.download import fetch_archive
 gdown.download = gdown_like(Path({zip!r}).read_bytes(), delay=0.05)

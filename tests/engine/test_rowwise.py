@@ -19,8 +19,8 @@ import copy
 
 import numpy as np
 import pytest
+from _engine_oracle import B1, B2, EPS, LR, RTOL, active_sets, check_step, make_net, rel
 from _engine_reference import LazyAdam
-from test_engine_oracle import B1, B2, EPS, LR, RTOL, active_sets, check_step, make_net, rel
 
 from slide_bench.data import XCData
 from slide_engine.engine import HashConfig, LayerConfig, OutputConfig, SlideConfig, SlideNetwork

@@ -20,7 +20,7 @@ from slide_bench.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from slide_bench.data import generate, load_dataset, load_npz, save_npz
 from slide_bench.errors import DataFormatError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PYTHON_ROOTS = [REPO / "slide_bench", REPO / "slide_engine", REPO / "baselines", REPO / "workflow"]
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve",
                   "marshal"}

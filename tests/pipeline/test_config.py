@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["config/config.yaml", "config/paper-delicious.yaml", "config/paper-amazon.yaml",
            "config/amazon670k-like.yaml", "config/ci/config.yaml", "config/crossover.yaml",
            "config/crossover-cluster.yaml", "config/ci/crossover.yaml"]

@@ -22,7 +22,7 @@ import yaml
 from slide_bench.report.headline import HEADLINE_COLUMNS
 from slide_bench.report.series import time_to_target
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "config" / "ci" / "data"
 PEERS = ("tf-full", "tf-sampled-1pct", "tf-sampled-5pct", "tf-sampled-10pct", "slide-uniform")
 
