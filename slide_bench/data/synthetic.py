@@ -179,11 +179,13 @@ def _cluster_cdf(label_cdf: np.ndarray, label_of_rank: np.ndarray, size: int) ->
     """Cumulative popularity of each label within its cluster of ``size`` consecutive ids."""
     weight = np.empty(label_cdf.size)
     weight[label_of_rank] = np.diff(label_cdf, prepend=0.0)
-    cdf = np.empty_like(weight)
-    for lo in range(0, weight.size, size):
-        run = np.cumsum(weight[lo : lo + size])
-        cdf[lo : lo + size] = run / run[-1]
-        cdf[min(lo + size, weight.size) - 1] = 1.0
+    starts = np.arange(0, weight.size, size)
+    run = np.cumsum(weight)
+    before = np.concatenate(([0.0], run[starts[1:] - 1]))  # mass of the earlier clusters
+    cluster = np.arange(weight.size) // size
+    ends = np.minimum(starts + size, weight.size) - 1
+    cdf = (run - before[cluster]) / (run[ends] - before)[cluster]
+    cdf[ends] = 1.0
     return cdf
 
 
