@@ -96,7 +96,8 @@ class SynthSpec:
 
 # the generator's mechanisms as calibrated against the real Bibtex (compare-real): a point's
 # labels mostly come from one cluster, whose members share most of their signature words
-# (``shared_words``, on by default), so co-occurring labels are each other's hard negatives
+# (``shared_words``, on by default), so co-occurring labels are each other's hard negatives.
+# The larger presets inherit it (their sizes and tf-idf values stay their own)
 CALIBRATED: dict[str, float] = {"topic_labels": 0.8}
 
 PRESETS: dict[str, SynthSpec] = {
@@ -109,7 +110,7 @@ PRESETS: dict[str, SynthSpec] = {
     # small enough for the whole default pipeline to run in minutes on 2 cores
     "default": SynthSpec(
         n_train=25_000, n_test=5_000, n_features=30_000, n_labels=30_000,
-        labels_per_point=5.0, features_per_point=60.0, label_exponent=0.8,
+        labels_per_point=5.0, features_per_point=60.0, label_exponent=0.8, **CALIBRATED,
     ),
     # the twin of the real Bibtex (split 1): its sizes, binary features, its label and feature
     # statistics and its label co-occurrence; `python -m slide_bench.data compare-real`
@@ -122,12 +123,12 @@ PRESETS: dict[str, SynthSpec] = {
     # sizes of Amazon-670K (slide-facts.md); ~75 features per point as in the BoW release
     "amazon670k-like": SynthSpec(
         n_train=490_449, n_test=153_025, n_features=135_909, n_labels=670_091,
-        labels_per_point=5.45, features_per_point=75.0, label_exponent=0.6,
+        labels_per_point=5.45, features_per_point=75.0, label_exponent=0.6, **CALIBRATED,
     ),
     # sizes of Delicious-200K (slide-facts.md); features per point is our assumption
     "delicious200k-like": SynthSpec(
         n_train=196_606, n_test=100_095, n_features=782_585, n_labels=205_443,
-        labels_per_point=75.54, features_per_point=300.0, label_exponent=0.7,
+        labels_per_point=75.54, features_per_point=300.0, label_exponent=0.7, **CALIBRATED,
     ),
 }  # fmt: skip
 

@@ -19,7 +19,7 @@ import pytest
 from slide_bench.data import XCData, dataset_stats, generate
 from slide_bench.data.realism import CompareSettings, compare_real, format_comparison, summarise
 from slide_bench.data.stats import structure_stats
-from slide_bench.data.synthetic import resolve_spec
+from slide_bench.data.synthetic import CALIBRATED, PRESETS, resolve_spec
 from slide_bench.errors import ConfigError
 
 # statistic -> (relative tolerance, absolute tolerance) of twin against real
@@ -102,6 +102,16 @@ def test_topic_labels_make_siblings_cooccur_and_values_can_be_binary() -> None:
     assert dataset_stats(topical)["labels_per_point"] == pytest.approx(3.0, rel=0.1)
     with pytest.raises(ConfigError, match="values must be"):
         resolve_spec(base, {"values": "counts"})
+
+
+@pytest.mark.parametrize(
+    "name", ["bibtex-like", "default", "amazon670k-like", "delicious200k-like"]
+)
+def test_presets_inherit_the_calibrated_mechanisms(name: str) -> None:
+    spec = PRESETS[name]
+    for key, value in CALIBRATED.items():
+        assert getattr(spec, key) == value, (name, key)
+    assert spec.shared_words > 0.5  # siblings share most of their signature words
 
 
 @pytest.mark.slow
