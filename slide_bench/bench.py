@@ -88,32 +88,16 @@ from typing import Any
 
 import numpy as np
 
+from slide_bench.cli import nest, parse_sets
 from slide_bench.machine import measure_bandwidth, measure_row_update
+from slide_bench.methods import Method, get_method, method_names
 
 __all__ = ["CSV_COLUMNS", "GOALS", "main", "measure_bandwidth"]
 
-#: Methods the bench knows. ``slide`` is the engine's default config (plus ``--set``);
-#: ``slide-dwta`` the shipped Amazon-670K hashing (DWTA K=6, L=50, 2^18 buckets, lossless code
-#: packing); ``slide-dwta-ref`` the same with the reference code's 2-bit-shift packing, i.e. the
-#: configuration of the reference C++ figure (~3,000 active outputs per sample there).
-METHODS = ("slide", "slide-dwta", "slide-dwta-ref", "tf-full", "tf-sampled")
-_SLIDE_PRESET_SETS = {
-    "slide": {},
-    "slide-dwta": {
-        "output.hash.family": "dwta",
-        "output.hash.k": 6,
-        "output.hash.l": 50,
-        "output.hash.n_buckets": 262144,
-    },
-    "slide-dwta-ref": {
-        "output.hash.family": "dwta",
-        "output.hash.k": 6,
-        "output.hash.l": 50,
-        "output.hash.n_buckets": 262144,
-        "output.hash.packing": "reference-overlap-2bit",
-    },
-}
-_TF_PRESET_SETS = {"tf-full": {"model": "full"}, "tf-sampled": {"model": "sampled"}}
+#: Methods the bench runs when ``--methods`` is not given: the paper's comparison. Any method of
+#: the registry (:mod:`slide_bench.methods`) can be benched: ``slide-dwta`` is the shipped
+#: Amazon-670K hashing, ``slide-dwta-ref`` the configuration of the reference C++ figure.
+DEFAULT_METHODS = method_names("paper")
 
 #: Reference figures of issue 6 (original C++ SLIDE, same machine, Amazon-670K shape).
 CPP_MS_PER_BATCH = {1: 2200.0, 2: 944.0}
@@ -242,26 +226,6 @@ def _batches(n_train: int, batch: int, seed: int) -> Iterator[np.ndarray]:
         epoch += 1
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
-    from slide_bench.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return out
-
-
-def _tree(flat: dict[str, Any]) -> dict[str, Any]:
-    from slide_bench.cli import load_config
-
-    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in flat.items()])
-
-
 def _pcts(ms: np.ndarray) -> dict[str, float]:
     return {
         "ms_per_batch_median": float(np.median(ms)),
@@ -274,85 +238,32 @@ def _pcts(ms: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------- worker
 
 
-def _make_model(method: str, threads: int, seed: int, sets: dict[str, Any],
+def _make_model(method: Method, threads: int, seed: int, sets: dict[str, Any],
                 device: str = "cpu") -> tuple[Any, dict]:
-    from slide_bench.cli import from_dict, to_dict
+    """The method's model from its registry settings and the overrides, via its plug-in.
 
-    if method.startswith("slide"):
-        from slide_engine.engine import SlideConfig, SlideNetwork
-
-        config = from_dict(SlideConfig, _tree({**_SLIDE_PRESET_SETS[method], **sets}))
-        return SlideNetwork(config, seed=seed, threads=threads), to_dict(config)
-    # TensorFlow is imported only here, in a worker of its own (slide_engine never imports it
-    # at module level): its thread pools are fixed before the first op.
-    from baselines.config import BaselineConfig
-    from baselines.device import configure_threads
-    from baselines.trainable import TFSoftmaxTrainable
-
-    configure_threads(threads)
-    config = from_dict(BaselineConfig,
-                       _tree({**_TF_PRESET_SETS[method], "device": device, **sets}))
-    return TFSoftmaxTrainable(config, seed), to_dict(config)
-
-
-def _slide_extras(model: Any, stats: dict[str, float], n_timed: int) -> dict[str, float]:
-    out: dict[str, float] = {"active_mean": stats.get("active_mean", math.nan)}
-    for phase in ("hash", "forward", "backward", "update", "tables"):
-        out[f"t_{phase}_ms"] = 1e3 * stats.get(f"t_{phase}", math.nan) / n_timed
-    # distinct output neurons of the last timed batch (the rows Adam updates): with LSH many
-    # samples share buckets, so this is much smaller than batch * active
-    buffers = getattr(model, "_buffers", None)
-    if buffers is not None:
-        ids, cnt = buffers.ids[-1], buffers.cnt[-1]
-        taken = np.concatenate([ids[i, : cnt[i]] for i in range(cnt.shape[0])])
-        out["unique_active"] = float(np.unique(taken).size)
-    nbytes = sum(layer.nbytes() for layer in model.layers)
-    samplers = getattr(model, "_samplers", {})
-    nbytes += sum(s.index.nbytes for s in samplers.values())
-    out["model_bytes_mb"] = nbytes / 2**20
-    # one scheduled rebuild of every sampled layer's tables, timed alone (the periodic cost;
-    # with lazy Adam it re-hashes the neurons moved since the start-up build)
-    if samplers:
-        c0, t0 = time.process_time(), time.perf_counter()
-        for index, sampler in samplers.items():
-            sampler.rebuild(model._neuron_rows(index), model._rebuild_counts(index))
-        out["rebuild_seconds"] = time.perf_counter() - t0
-        out["rebuild_cpu_seconds"] = time.process_time() - c0
-        out["rebuild_every_samples"] = min(
-            s.cfg.rebuild_every_samples for s in samplers.values()
-        )
-    return out
-
-
-class _CPUClock:
-    """Stand-in for the ``time`` module whose ``perf_counter`` is the process CPU clock."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def perf_counter() -> float:
-        return time.process_time()
+    A TensorFlow method imports TensorFlow only here, in a worker of its own: its thread pools
+    are fixed before the first op.
+    """
+    tree = nest({**method.overrides(), **sets})
+    return method.plugin().build(tree, seed, threads, method.device_for(device))
 
 
 def _worker(args: argparse.Namespace) -> int:
+    """One measurement: a method at one thread count, in this process; writes its JSON row."""
     from slide_bench.data import load_npz
 
-    if args.phase_clock == "cpu" and args.worker.startswith("slide"):
-        # the engine's phase timers read time.perf_counter in its network module: give them the
-        # process CPU clock instead (a steadier split on a shared machine; at >1 thread it sums
-        # the threads' CPU, spin-waits included). The bench's own wall clock is untouched.
-        from slide_engine.engine import network
-
-        network.time = _CPUClock()  # type: ignore[assignment]
-
-    method, threads = args.worker, args.worker_threads
-    sets = _parse_sets(args.tf_sets if method.startswith("tf") else args.sets)
+    method = get_method(args.worker)
+    plugin = method.plugin()
+    if args.phase_clock == "cpu" and hasattr(plugin, "use_cpu_phase_clock"):
+        plugin.use_cpu_phase_clock()  # the bench's own wall clock is untouched
+    threads = args.worker_threads
+    sets = parse_sets(args.tf_sets if method.family == "tf" else args.sets)
     train = load_npz(Path(args.data_dir) / "train.npz")
     base_rss = _rss_mb()
-    device = _method_device(method, args.device)
+    device = method.device_for(args.device)
     model, _ = _make_model(method, threads, args.seed, sets, device)
-    result: dict[str, Any] = {"method": method, "threads": threads, "device": device,
+    result: dict[str, Any] = {"method": method.name, "threads": threads, "device": device,
                               "settings": sets, "phase_clock": args.phase_clock}
     if device == "gpu":
         prov = model.provenance()
@@ -360,35 +271,60 @@ def _worker(args: argparse.Namespace) -> int:
             ("gpu_name", "gpu_name"), ("gpu_driver_version", "gpu_driver_version"),
             ("gpu_memory_total_mib", "gpu_memory_total_mib"),
             ("tf_cuda_version", "tf_build_cuda_version"))})
-
     result.update(_provenance())  # at the start: the code this worker really ran
+    batches = _start(model, method, train, args, result)
+    wall, cpu = _timed_batches(model, batches, args.batches, result)
+    stats = model.stats()
+    result.update(_timing_columns(wall, cpu))
+    result.update(plugin.bench_extras(model, stats, len(wall), args.batch_size, result))
+    result["peak_rss_mb"] = _rss_mb()
+    result["base_rss_mb"] = base_rss
+    result["model_rss_mb"] = result["peak_rss_mb"] - base_rss
+    result.setdefault("status", "ok")
+    result["load_avg_1min"] = os.getloadavg()[0]
+    if args.accuracy_seconds > 0:
+        result.update(_accuracy_run(args, method, threads, sets, train))
+    Path(args.result).write_text(json.dumps(result, default=float))
+    return 0
+
+
+def _start(model: Any, method: Method, train: Any, args: argparse.Namespace,
+           result: dict[str, Any]) -> Iterator[np.ndarray]:
+    """Everything before the timed batches: prepare (timed as start-up), the harness's warm-up,
+    untimed training steps (SLIDE), ``--warmup`` batches; returns the timed batches' stream."""
     c0, t0 = time.process_time(), time.perf_counter()
     model.prepare(train)
     result["startup_seconds"] = time.perf_counter() - t0
     result["startup_cpu_seconds"] = time.process_time() - c0
     batches = _batches(train.n_points, args.batch_size, args.seed)
     t0 = time.perf_counter()
-    first = next(batches)
-    model.warmup(first)  # the harness warms up on the first batch, then trains on it again
+    model.warmup(next(batches))  # the harness warms up on the first batch, then trains on it
     batches = _batches(train.n_points, args.batch_size, args.seed)
     result["warmup_seconds"] = time.perf_counter() - t0
-    trained = args.trained_steps if method.startswith("slide") else 0
+    # TensorFlow's cost per step does not depend on its weights: only SLIDE trains first
+    trained = args.trained_steps if method.family == "slide" else 0
     if trained:
         own = _batches(train.n_points, args.batch_size, args.seed + 1)
         for step in range(1, trained + 1):
             model.train_batch(next(own))
             if step % 500 == 0 or step == trained:
-                print(f"{method} t={threads}: {step}/{trained} untimed training steps",
-                      file=sys.stderr, flush=True)
+                print(f"{method.name} t={args.worker_threads}: {step}/{trained} untimed "
+                      "training steps", file=sys.stderr, flush=True)
     result["trained_steps"] = trained
     for _ in range(args.warmup):
         model.train_batch(next(batches))
     model.stats()  # reset counters: the profile covers the timed batches only
     # SLIDE's optimiser step of the first timed batch (warmup() trains a probe, not the model)
-    result["first_timed_step"] = (trained + args.warmup + 1 if method.startswith("slide")
+    result["first_timed_step"] = (trained + args.warmup + 1 if method.family == "slide"
                                   else math.nan)
+    return batches
+
+
+def _timed_batches(model: Any, batches: Iterator[np.ndarray], n: int,
+                   result: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Wall and process CPU seconds of up to ``n`` training batches (stops at a diverged one)."""
     wall, cpu = [], []
-    for _ in range(args.batches):
+    for _ in range(n):
         rows = next(batches)
         c0, t0 = time.process_time(), time.perf_counter()
         loss = model.train_batch(rows)
@@ -397,56 +333,27 @@ def _worker(args: argparse.Namespace) -> int:
         if not math.isfinite(loss):
             result["status"] = "diverged"
             break
-    stats = model.stats()
-    ms = 1e3 * np.asarray(wall)
-    result.update(_pcts(ms))
-    result["cpu_ms_per_batch_median"] = float(np.median(1e3 * np.asarray(cpu)))
+    return wall, cpu
+
+
+def _timing_columns(wall: list[float], cpu: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = _pcts(1e3 * np.asarray(wall))
+    out["cpu_ms_per_batch_median"] = float(np.median(1e3 * np.asarray(cpu)))
     # CPU seconds per wall second over the timed batches: ~threads on an idle machine, less
     # when other processes take the cores (then wall times are inflated by the sharing)
-    result["cpu_share"] = float(np.sum(cpu) / np.sum(wall))
-    result["timed_batches"] = len(wall)
-    if method.startswith("slide"):
-        result.update(_slide_extras(model, stats, len(wall)))
-        neuron_major = len(model.layers) - 1 in model._rowwise
-        result.update(_slide_traffic_gb(result, args.batch_size, model.layers[-1].w.shape[1],
-                                        neuron_major))
-        if "rebuild_seconds" in result:
-            # the schedule counts samples: a rebuild every this many batches of this size
-            result["rebuild_every"] = result.pop("rebuild_every_samples") / args.batch_size
-            result["ms_per_batch_amortised"] = (
-                result["ms_per_batch_median"]
-                + 1e3 * result["rebuild_seconds"] / result["rebuild_every"]
-            )
-    else:
-        result["t_host_ms"] = 1e3 * stats.get("t_host", math.nan) / len(wall)
-        result["t_step_ms"] = 1e3 * stats.get("t_step", math.nan) / len(wall)
-        result["ms_per_batch_amortised"] = result["ms_per_batch_median"]
-    result["peak_rss_mb"] = _rss_mb()
-    if device == "gpu":
-        import tensorflow as tf
-
-        # what TensorFlow's allocator held at most on the GPU (weights, Adam slots, activations)
-        result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    result["base_rss_mb"] = base_rss
-    result["model_rss_mb"] = result["peak_rss_mb"] - base_rss
-    result.setdefault("status", "ok")
-    result["load_avg_1min"] = os.getloadavg()[0]
-
-    if args.accuracy_seconds > 0:
-        result.update(_accuracy_run(args, method, threads, sets, train))
-    Path(args.result).write_text(json.dumps(result, default=float))
-    return 0
+    out["cpu_share"] = float(np.sum(cpu) / np.sum(wall))
+    out["timed_batches"] = len(wall)
+    return out
 
 
-def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dict[str, Any],
-                  train: Any) -> dict[str, Any]:
+def _accuracy_run(args: argparse.Namespace, method: Method, threads: int,
+                  sets: dict[str, Any], train: Any) -> dict[str, Any]:
     """Train a fresh model for ``--accuracy-seconds`` in the harness; return its curve."""
     from slide_bench.data import load_npz
     from slide_bench.harness import RunSettings, run
 
     test = load_npz(Path(args.data_dir) / "test.npz")
-    model, config = _make_model(method, threads, args.seed, sets,
-                                _method_device(method, args.device))
+    model, config = _make_model(method, threads, args.seed, sets, args.device)
     settings = RunSettings(
         batch_size=args.batch_size, epochs=10**6, time_budget_s=args.accuracy_seconds,
         eval_every=args.eval_every, eval_points=min(2560, test.n_points), final_eval_points=0,
@@ -460,18 +367,13 @@ def _accuracy_run(args: argparse.Namespace, method: str, threads: int, sets: dic
     return {"curve": curve, "final_p_at_1": final[-1] if final else math.nan}
 
 
-def _method_device(method: str, device: str) -> str:
-    """The device a method runs on: TensorFlow methods on ``device``, SLIDE on the CPU."""
-    return device if method.startswith("tf") else "cpu"
-
-
 # ---------------------------------------------------------------------------------- parent
 
 
-def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
+def _spawn(method: Method, threads: int, args: argparse.Namespace, data_dir: Path,
            work: Path) -> dict[str, Any]:
-    result = work / f"{method}-t{threads}.json"
-    cmd = [sys.executable, "-m", "slide_bench.bench", "--worker", method,
+    result = work / f"{method.name}-t{threads}.json"
+    cmd = [sys.executable, "-m", "slide_bench.bench", "--worker", method.name,
            "--worker-threads", str(threads), "--data-dir", str(data_dir), "--result", str(result),
            "--batches", str(args.batches), "--warmup", str(args.warmup),
            "--batch-size", str(args.batch_size), "--seed", str(args.seed),
@@ -486,18 +388,18 @@ def _spawn(method: str, threads: int, args: argparse.Namespace, data_dir: Path,
     env = dict(os.environ)
     env.update({name: str(threads) for name in _THREAD_ENV})
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.trained_steps and method.startswith("slide"):
-        print(f"  {method} t={threads}: training {args.trained_steps} untimed steps first",
+    if args.trained_steps and method.family == "slide":
+        print(f"  {method.name} t={threads}: training {args.trained_steps} untimed steps first",
               flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0 or not result.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        print(f"  {method} t={threads}: FAILED (exit {proc.returncode})\n    "
+        print(f"  {method.name} t={threads}: FAILED (exit {proc.returncode})\n    "
               + "\n    ".join(tail), file=sys.stderr)
-        return {"method": method, "threads": threads, "device": _method_device(method, args.device),
-                "status": f"failed:{proc.returncode}"}
+        return {"method": method.name, "threads": threads,
+                "device": method.device_for(args.device), "status": f"failed:{proc.returncode}"}
     out = json.loads(result.read_text())
     print(f"  {_label(out):11s} t={threads}: {out['ms_per_batch_median']:9.1f} ms/batch median "
           f"[p10 {out['ms_per_batch_p10']:.1f}, p90 {out['ms_per_batch_p90']:.1f}], "
@@ -662,39 +564,11 @@ def _row_speedup(row_rates: dict[int, float]) -> float:
     return row_rates[top] / row_rates[1] if 1 in row_rates and top > 1 else math.nan
 
 
-def _slide_traffic_gb(row: dict[str, Any], batch: int, width: int,
-                      neuron_major: bool) -> dict[str, float]:
-    """Estimated memory traffic of one SLIDE batch in the output layer (the dominant term), GB.
-
-    ``traffic_pairs_gb`` counts every (sample, active neuron) pair as a cache miss, rows of
-    ``4 * width`` bytes: the upper bound. Per pair, the sample-major (HOGWILD) path reads the
-    weight row in the forward (1), reads it and reads + writes the gradient row in the backward
-    (3) and lazy Adam reads and writes w, g, m, v (8): 12 rows; the neuron-major path works per
-    distinct row, so its upper bound is the same as its floor. ``traffic_unique_gb`` counts each
-    distinct row of the batch once per array and direction: sample-major, w, g, m, v read and
-    written (8 rows); neuron-major, w read by the forward, then w, m, v read and written by the
-    fused pass (7 rows, no gradient array): the floor when shared rows stay in cache.
-    """
-    row_bytes = 4 * width
-    out = {}
-    if "unique_active" in row:
-        per_row = 7 if neuron_major else 8
-        out["traffic_unique_gb"] = row["unique_active"] * row_bytes * per_row / 1e9
-    out["traffic_pairs_gb"] = (out["traffic_unique_gb"] if neuron_major and out
-                               else batch * row["active_mean"] * row_bytes * 12 / 1e9)
-    return out
-
-
 def _parent(args: argparse.Namespace) -> int:
     from slide_bench.data import save_npz
     from slide_bench.data.synthetic import PRESETS, generate, resolve_spec
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        if m not in METHODS:
-            from slide_bench.errors import ConfigError
-
-            raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    methods = [get_method(m.strip()) for m in args.methods.split(",") if m.strip()]
     overrides = {}
     if args.preset not in PRESETS:
         from slide_bench.errors import ConfigError
@@ -705,13 +579,13 @@ def _parent(args: argparse.Namespace) -> int:
     if args.test_points:
         overrides["n_test"] = str(args.test_points)
     spec = resolve_spec(args.preset, overrides)
-    if args.device == "gpu" and any(m.startswith("tf") for m in methods):
+    if args.device == "gpu":
         # before any data or timing: a GPU bench without a GPU stops here with exit 3 and why
-        from baselines.device import resolve_device
-
-        resolve_device("gpu")
+        for plugin in {m.plugin_module: m.plugin() for m in methods if m.takes_device}.values():
+            plugin.check_device("gpu")
     print(f"bench: preset {args.preset}: {spec.n_train} train / {spec.n_test} test points, "
-          f"D={spec.n_features}, L={spec.n_labels}; methods {methods}, threads {args.threads}",
+          f"D={spec.n_features}, L={spec.n_labels}; methods {[m.name for m in methods]}, "
+          f"threads {args.threads}",
           flush=True)
     bandwidth = measure_bandwidth()
     # the output layer's shape: its rows and a batch's worth of distinct rows touched
@@ -788,10 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SLIDE methods: untimed training steps before the timed batches (the "
                    "steady state of a training run rather than a fresh network; TF ignores it)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--methods", default="slide,tf-full,tf-sampled",
-                   help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, from {', '.join(method_names())}")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="SLIDE config override (as python -m slide_engine --set); repeatable")
+                   help="SLIDE config override (as python -m slide_engine train --set); "
+                   "repeatable")
     p.add_argument("--tf-set", dest="tf_sets", action="append", default=[], metavar="KEY=VALUE",
                    help="TF baseline config override (BaselineConfig keys); repeatable")
     p.add_argument("--seed", type=int, default=0)

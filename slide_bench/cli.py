@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by ``python -m slide_engine`` and ``python -m baselines``.
+"""Command-line plumbing shared by every method's CLI and the bench.
 
 Both CLIs take the same run flags, read the same YAML config layout (a ``run:`` section for
 :class:`~slide_bench.harness.RunSettings`, the rest for the method's config dataclass), accept the
@@ -29,7 +29,11 @@ __all__ = [
     "from_dict",
     "load_config",
     "main_guard",
+    "nest",
+    "parse_set",
+    "parse_sets",
     "run_settings",
+    "split_set",
     "to_dict",
 ]
 
@@ -77,6 +81,49 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def split_set(item: str) -> tuple[str, str]:
+    """One ``KEY=VALUE`` override as ``(key, value text)``; the one ``--set`` syntax of the suite.
+
+    Raises
+    ------
+    ConfigError
+        No ``=`` or an empty key.
+    """
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+    return key.strip(), raw
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """One ``KEY=VALUE`` override as ``(dotted key, value)``, the value parsed as a YAML scalar.
+
+    Raises
+    ------
+    ConfigError
+        No ``=``, an empty key, or a value that is not valid YAML.
+    """
+    key, raw = split_set(item)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML") from err
+    return key, value
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` overrides as one flat mapping of dotted keys (a later key wins)."""
+    return dict(parse_set(item) for item in items)
+
+
+def nest(flat: Mapping[str, Any], tree: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply dotted-key values to ``tree`` (a new one by default), in order; return it."""
+    tree = {} if tree is None else tree
+    for key, value in flat.items():
+        _set_dotted(tree, key, value)
+    return tree
+
+
 def load_config(config_file: str | None, sets: Sequence[str]) -> dict[str, Any]:
     """Read a YAML config and apply ``KEY=VALUE`` overrides (values parsed as YAML scalars).
 
@@ -92,33 +139,26 @@ def load_config(config_file: str | None, sets: Sequence[str]) -> dict[str, Any]:
     dict
         The nested config.
     """
-    tree: dict[str, Any] = {}
-    if config_file:
-        path = Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(err, "problem", None) or "syntax error"
-            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping, not {type(loaded).__name__}"
-            )
-        tree = loaded or {}
+    tree = _read_config(Path(config_file)) if config_file else {}
     for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML") from err
-        _set_dotted(tree, key.strip(), value)
+        key, value = parse_set(item)
+        _set_dotted(tree, key, value)
     return tree
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from err
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
+    return loaded or {}
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

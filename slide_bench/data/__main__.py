@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from slide_bench.atomic import atomic_target
+from slide_bench.cli import split_set
 from slide_bench.data.cache import load_dataset, save_npz
 from slide_bench.data.prepare import prepare
 from slide_bench.data.repo_zip import read_repo_zip
@@ -23,13 +24,7 @@ from slide_bench.errors import ConfigError, SuiteError
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
+    return {key: value.strip() for key, value in map(split_set, pairs)}
 
 
 GENERATED = "generated.json"  # completion marker of `generate`: written last, holds spec + seed

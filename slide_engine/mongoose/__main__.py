@@ -32,14 +32,14 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from slide_bench.cli import from_dict, load_config, main_guard
+from slide_bench.cli import from_dict, load_config, main_guard, split_set
 from slide_bench.data import generate, load_dataset, shuffle
 from slide_bench.data.repo_zip import read_repo_zip
 from slide_bench.data.synthetic import resolve_spec
 from slide_bench.errors import ConfigError
 from slide_bench.harness import RunSettings
+from slide_engine.compare import METHODS, compare
 from slide_engine.engine import SlideConfig
-from slide_engine.mongoose.compare import METHODS, compare
 from slide_engine.mongoose.config import MongooseConfig
 
 log = logging.getLogger("slide_engine")
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train, test = read_repo_zip(args.bibtex, args.split)
         train, test = shuffle(train, settings.seed), shuffle(test, settings.seed)
     else:
-        overrides = dict(item.partition("=")[::2] for item in args.synth_set)
+        overrides = dict(map(split_set, args.synth_set))
         train, test = generate(resolve_spec(args.synthetic, overrides), settings.seed)
     rows = compare(train, test, methods, config, mongoose, settings, Path(args.out_dir))
     for row in rows:

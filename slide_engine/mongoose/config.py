@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from slide_bench.errors import ConfigError
+from slide_bench.methods import METHODS, method_names
 
-VARIANTS = ("slide-mongoose-scheduler", "slide-mongoose")
+#: The MONGOOSE methods of the registry (its comparison's first method is fixed-schedule SLIDE).
+VARIANTS = tuple(
+    name for name in method_names("mongoose")
+    if METHODS[name].settings.get("output.hash.schedule") == "mongoose"
+)
 
 
 @dataclass
@@ -78,9 +83,9 @@ def mongoose_overrides(variant: str, layer: str = "output") -> dict[str, str]:
     """
     if variant not in VARIANTS:
         raise ConfigError(f"unknown MONGOOSE variant {variant!r}; choose from {VARIANTS}")
-    prefix = f"{layer}.hash"
-    sets = {f"{prefix}.schedule": "mongoose"}
-    sets[f"{prefix}.mongoose.learn"] = "true" if variant == "slide-mongoose" else "false"
-    if variant == "slide-mongoose":
-        sets[f"{prefix}.family"] = "simhash"
-    return sets
+    # the registry names the output layer; the same settings apply to any sampled layer
+    return {
+        layer + key.removeprefix("output"): str(value).lower() if isinstance(value, bool)
+        else str(value)
+        for key, value in METHODS[variant].settings.items()
+    }

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from slide_bench import bench
+from slide_engine.method import traffic_gb
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -177,11 +178,11 @@ def test_bandwidth_is_positive() -> None:
 def test_traffic_estimate_per_path_against_hand_computed_values() -> None:
     row = {"active_mean": 1000.0, "unique_active": 50_000.0}
     # neuron-major: 7 rows of 4 * 128 bytes per distinct row (w forward; w, m, v read + written)
-    nm = bench._slide_traffic_gb(row, batch=128, width=128, neuron_major=True)
+    nm = traffic_gb(row, batch=128, width=128, neuron_major=True)
     assert nm["traffic_unique_gb"] == pytest.approx(50_000 * 512 * 7 / 1e9)
     assert nm["traffic_pairs_gb"] == nm["traffic_unique_gb"]
     # sample-major: 8 rows per distinct row, 12 per (sample, neuron) pair
-    sm = bench._slide_traffic_gb(row, batch=128, width=128, neuron_major=False)
+    sm = traffic_gb(row, batch=128, width=128, neuron_major=False)
     assert sm["traffic_unique_gb"] == pytest.approx(50_000 * 512 * 8 / 1e9)
     assert sm["traffic_pairs_gb"] == pytest.approx(128 * 1000 * 512 * 12 / 1e9)
 

@@ -9,11 +9,11 @@ import pytest
 from slide_bench.data import generate
 from slide_bench.errors import ConfigError
 from slide_bench.harness import RunSettings
+from slide_engine.compare import METHODS, compare
 from slide_engine.engine import SlideConfig
 from slide_engine.engine.config import HashConfig, OutputConfig
 from slide_engine.mongoose import MongooseConfig
 from slide_engine.mongoose.__main__ import main
-from slide_engine.mongoose.compare import METHODS, compare
 
 
 @pytest.mark.slow

@@ -185,7 +185,8 @@ def write_config(tmp_path: Path, change) -> Path:
     ("change", "message"),
     [
         (lambda c: c["methods"]["slide"].update(engine="slid"),
-         r"'slid' is not one of \['slide', 'tf-full', 'tf-sampled'\]"),
+         r"methods.slide.engine: 'slid' is not one of \['slide', 'slide-dwta', .*'tf-full', "
+         r"'tf-sampled'\] \(the method registry"),
         (lambda c: c["datasets"].update(bad={"registry": "Amazon-1M"}),
          r"'Amazon-1M' is not one of"),
         (lambda c: c["grid"].update(threads=[0]), r"0 is less than the minimum of 1"),

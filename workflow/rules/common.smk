@@ -8,12 +8,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from slide_bench.methods import METHODS
+
 DATASET_SOURCES = ("registry", "synthetic", "train", "zip")
-ENGINE_COMMANDS = {
-    "slide": ["python", "-m", "slide_engine", "train"],
-    "tf-full": ["python", "-m", "baselines", "train", "--model", "full"],
-    "tf-sampled": ["python", "-m", "baselines", "train", "--model", "sampled"],
-}
 RUN = "{method}-{device}-t{threads}-s{seed}"
 CURVE = f"results/curves/{{dataset}}/{RUN}.csv"
 SIDECAR = f"results/curves/{{dataset}}/{RUN}.json"
@@ -92,10 +89,21 @@ def add_crossover_datasets(cfg):
         raise ValueError("the config names no dataset: give `datasets` or a `crossover` sweep")
 
 
+def check_engines(methods):
+    """Every method's engine is a method of the registry (slide_bench.methods)."""
+    for name, spec in methods.items():
+        if spec["engine"] not in METHODS:
+            raise ValueError(
+                f"methods.{name}.engine: '{spec['engine']}' is not one of {list(METHODS)} "
+                "(the method registry, slide_bench/methods.py)"
+            )
+
+
 check_dataset_sources(config.get("datasets", {}))
 validate(config, schema="../schemas/config.schema.yaml")
 add_crossover_datasets(config)
 validate(config, schema="../schemas/config.schema.yaml")  # the sweep's datasets, defaults filled
+check_engines(config["methods"])
 check_target(config)
 
 
@@ -233,8 +241,9 @@ def get_train_command(wildcards):
     spec = config["methods"][wildcards.method]
     budget = get_budget(wildcards.dataset)
     prepared = PREPARED.format(dataset=wildcards.dataset)
-    argv = list(ENGINE_COMMANDS[spec["engine"]])
-    if spec["engine"] != "slide":
+    engine = METHODS[spec["engine"]]
+    argv = list(engine.command)
+    if engine.takes_device:
         argv += ["--device", wildcards.device]
     argv += [
         "--train", f"{prepared}/train.npz",
@@ -253,6 +262,7 @@ def get_train_command(wildcards):
     settings = {
         "run.batch_size": budget["batch_size"],
         "run.eval_points": budget["eval_points"],
+        **engine.settings,  # what makes the engine this registry method (none for the plain ones)
         **get_optimizer_settings(),
         **spec["set"],  # a method's own `set` overrides the shared optimiser
     }

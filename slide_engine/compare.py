@@ -15,10 +15,13 @@ from pathlib import Path
 from slide_bench.data import XCData
 from slide_bench.errors import ConfigError
 from slide_bench.harness import RunSettings, run
+from slide_bench.methods import METHODS as REGISTRY
+from slide_bench.methods import method_names
 from slide_engine.engine import SlideConfig, SlideNetwork
-from slide_engine.mongoose.config import VARIANTS, MongooseConfig
+from slide_engine.mongoose.config import MongooseConfig
 
-METHODS = ("slide", *VARIANTS)
+#: The methods compared: the registry's MONGOOSE comparison.
+METHODS = method_names("mongoose")
 
 
 def make_model(
@@ -44,8 +47,9 @@ def make_model(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {METHODS}")
-    if method != "slide":
-        settings = replace(mongoose, learn=method == "slide-mongoose")
+    registered = REGISTRY[method].settings
+    if registered.get("output.hash.schedule") == "mongoose":
+        settings = replace(mongoose, learn=bool(registered["output.hash.mongoose.learn"]))
         hashing = replace(config.output.hash, schedule="mongoose", mongoose=settings)
         config = replace(config, output=replace(config.output, hash=hashing))
     return SlideNetwork(config, seed=seed, threads=threads)
