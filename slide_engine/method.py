@@ -48,13 +48,13 @@ class _CPUClock:
 def use_cpu_phase_clock() -> None:
     """Time the engine's phases with the process CPU clock instead of the wall clock.
 
-    The phase timers read ``time.perf_counter`` in the network module: they get the process CPU
-    clock instead (a steadier split on a shared machine; at >1 thread it sums the threads' CPU,
-    spin-waits included). Callers' own clocks are untouched.
+    The phase timers read ``time.perf_counter`` in the training step's module: they get the
+    process CPU clock instead (a steadier split on a shared machine; at >1 thread it sums the
+    threads' CPU, spin-waits included). Callers' own clocks are untouched.
     """
-    from slide_engine.engine import network
+    from slide_engine.engine import step
 
-    network.time = _CPUClock()  # type: ignore[assignment]
+    step.time = _CPUClock()  # type: ignore[assignment]
 
 
 def bench_extras(model: SlideNetwork, stats: Mapping[str, float], n_timed: int, batch_size: int,

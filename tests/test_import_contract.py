@@ -124,7 +124,7 @@ def test_the_scan_sees_lazy_and_relative_imports() -> None:
     # imports ".hashing" (relative), and the engine's plug-in imports its network inside a
     # function
     assert "slide_engine.lsh.hashing" in _imports(REPO / "slide_engine/lsh/index.py")
-    assert "slide_engine.engine.network" in _imports(REPO / "slide_engine/method.py")
+    assert "slide_engine.engine.step" in _imports(REPO / "slide_engine/method.py")
 
 
 def test_no_module_imports_itself_back() -> None:

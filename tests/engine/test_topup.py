@@ -20,8 +20,8 @@ from slide_bench.cli import from_dict, load_config
 from slide_bench.data import generate
 from slide_bench.errors import ConfigError
 from slide_engine.engine import HashConfig, SlideConfig, SlideNetwork
+from slide_engine.engine.instrumentation import mean_pairwise_cosine
 from slide_engine.engine.kernels import SERIAL
-from slide_engine.engine.network import mean_pairwise_cosine
 from slide_engine.engine.sampling import LayerSampler, correct_topup_logits
 
 N_NEURONS, DIM, BATCH = 5000, 16, 12

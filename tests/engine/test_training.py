@@ -16,7 +16,7 @@ from slide_bench.data import generate
 from slide_bench.harness import RunSettings, epoch_order
 from slide_bench.metrics import topk_from_scores
 from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
-from slide_engine.engine.network import mean_pairwise_cosine
+from slide_engine.engine.instrumentation import mean_pairwise_cosine
 from slide_engine.mongoose import MongooseConfig
 
 # union + random top-up (RNG), a rebuild every 4 and a redraw every 7 batches of 64 samples:
