@@ -256,6 +256,29 @@ def run(device: str = "auto", steps: int = 5, seed: int = 0, log_placement: bool
         facts = gpu_facts()
     if device == "gpu":
         resolve_device("gpu")  # one line and exit 3 when none is visible
+    _report_machine(gpus, facts, out)
+    target = "gpu" if device == "gpu" or (device == "auto" and gpus) else device
+    if target == "auto":
+        out("doctor: OK (CPU only; `--device gpu` runs would exit 3 for the reason above; "
+            "`--device cpu` checks the training step on the CPU)")
+        return 0
+    results = []
+    for kind in ("full", "sampled"):
+        result = run_check(kind, target, steps, seed)
+        results.append(result)
+        _report_check(kind, steps, result, log_placement, out)
+    failed = [r.model for r in results if not r.ok]
+    where = results[0].placement.device
+    if failed:
+        out(f"doctor: FAILED on {where}: {', '.join(failed)} softmax (see above)")
+        return 1
+    out(f"doctor: OK ({where} runs the full- and sampled-softmax steps: placement and losses "
+        "checked)")
+    return 0
+
+
+def _report_machine(gpus: list, facts: dict, out: Callable[[str], None]) -> None:
+    """TensorFlow's build, the CUDA wheels, the driver and the devices (lines of the report)."""
     info = build_info("/CPU:0")
     out(_build_line(info))
     dists = facts["distributions"]
@@ -280,38 +303,26 @@ def run(device: str = "auto", steps: int = 5, seed: int = 0, log_placement: bool
     out("devices: " + "; ".join(devices))
     if not gpus:
         out(f"no GPU visible: {gpu_unavailable_reason(facts)}")
-    target = "gpu" if device == "gpu" or (device == "auto" and gpus) else device
-    if target == "auto":
-        out("doctor: OK (CPU only; `--device gpu` runs would exit 3 for the reason above; "
-            "`--device cpu` checks the training step on the CPU)")
-        return 0
-    results = []
-    for kind in ("full", "sampled"):
-        result = run_check(kind, target, steps, seed)
-        results.append(result)
-        out(f"{kind} softmax on {result.placement.device}: {steps} steps, loss "
-            f"{result.losses[0]:.5f} -> {result.losses[-1]:.5f}, {result.ms_per_step:.1f} "
-            "ms/step (tiny set)")
-        for line in result.placement.lines():
-            out(f"  placement: {line}")
-        if result.reference is not None:
-            out(f"  loss vs the CPU run: max relative difference {result.reference_rel:.2e} "
-                f"(tolerance {GPU_RTOL:.0e})")
-        if result.same_draws is not None:
-            out(f"  sampled classes drawn on {result.placement.device} and on CPU:0 from one "
-                f"generator state: {'identical' if result.same_draws else 'DIFFERENT'}")
-        if result.oracle_rel is not None:
-            out(f"  first loss vs NumPy float64: relative difference {result.oracle_rel:.2e} "
-                f"(tolerance {ORACLE_RTOL:.0e})")
-        if log_placement:
-            for node in result.nodes:
-                out(f"    {node.device:8s} {node.op:28s} {node.name}")
-    failed = [r.model for r in results if not r.ok]
-    where = results[0].placement.device
-    if failed:
-        out(f"doctor: FAILED on {where}: {', '.join(failed)} softmax (see above)")
-        return 1
-    out(f"doctor: OK ({where} runs the full- and sampled-softmax steps: placement and losses "
-        "checked)")
-    return 0
+
+
+def _report_check(kind: str, steps: int, result: StepCheck, log_placement: bool,
+                  out: Callable[[str], None]) -> None:
+    """The lines of one model's check: losses, placement, agreement with CPU and NumPy."""
+    out(f"{kind} softmax on {result.placement.device}: {steps} steps, loss "
+        f"{result.losses[0]:.5f} -> {result.losses[-1]:.5f}, {result.ms_per_step:.1f} "
+        "ms/step (tiny set)")
+    for line in result.placement.lines():
+        out(f"  placement: {line}")
+    if result.reference is not None:
+        out(f"  loss vs the CPU run: max relative difference {result.reference_rel:.2e} "
+            f"(tolerance {GPU_RTOL:.0e})")
+    if result.same_draws is not None:
+        out(f"  sampled classes drawn on {result.placement.device} and on CPU:0 from one "
+            f"generator state: {'identical' if result.same_draws else 'DIFFERENT'}")
+    if result.oracle_rel is not None:
+        out(f"  first loss vs NumPy float64: relative difference {result.oracle_rel:.2e} "
+            f"(tolerance {ORACLE_RTOL:.0e})")
+    if log_placement:
+        for node in result.nodes:
+            out(f"    {node.device:8s} {node.op:28s} {node.name}")
 

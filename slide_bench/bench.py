@@ -1,6 +1,6 @@
 """``python -m slide_bench.bench``: steady-state speed, memory and start-up of every method.
 
-Example (the issue-6 measurement, about 15 minutes on 2 cores)::
+Example (the Amazon-670K-shaped measurement, about 15 minutes on 2 cores)::
 
     python -m slide_bench.bench --preset amazon670k-like --train-points 20000 \
         --threads 1,2 --batches 30 --warmup 5 --methods slide,tf-full,tf-sampled \
@@ -66,8 +66,9 @@ What is measured, and how:
   the shared harness at the highest thread count, evaluated every ``--eval-every`` batches; the
   parent then reports each method's time to reach 95 % of TF full softmax's final P@1.
 
-The parent prints the per-method table, the ratios against the goals of issue 6 (PASS/FAIL) and
-writes tidy CSV rows (one per method and thread count) with provenance columns.
+The parent prints the per-method table and the ratios against the goals of ``config/goals.yaml``
+(PASS/FAIL; ``--goals`` reads another file), and writes tidy CSV rows (one per method and thread
+count) with provenance columns.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,31 +94,60 @@ from slide_bench.cli import nest, parse_sets
 from slide_bench.machine import measure_bandwidth, measure_row_update
 from slide_bench.methods import Method, get_method, method_names
 
-__all__ = ["CSV_COLUMNS", "GOALS", "main", "measure_bandwidth"]
+__all__ = ["CSV_COLUMNS", "GOALS_FILE", "Goals", "load_goals", "main", "measure_bandwidth"]
 
 #: Methods the bench runs when ``--methods`` is not given: the paper's comparison. Any method of
 #: the registry (:mod:`slide_bench.methods`) can be benched: ``slide-dwta`` is the shipped
 #: Amazon-670K hashing, ``slide-dwta-ref`` the configuration of the reference C++ figure.
 DEFAULT_METHODS = method_names("paper")
 
-#: Reference figures of issue 6 (original C++ SLIDE, same machine, Amazon-670K shape).
-CPP_MS_PER_BATCH = {1: 2200.0, 2: 944.0}
-CPP_MS_PER_BATCH_WITH_REHASH = {2: 1150.0}
+#: The goals and the reference figures they compare with (a data file of the repository).
+GOALS_FILE = Path(__file__).resolve().parent.parent / "config" / "goals.yaml"
+_OPS = (">=", "<=", ">")
 
-#: Time-to-target level of the goals: a fraction of the best P@1 any benched method reached (the
-#: pipeline's headline level, slide_bench.report.headline).
-HEADLINE_LEVEL = 0.9
 
-#: The performance goals (name -> (threshold, direction, description)).
-GOALS: dict[str, tuple[float, str, str]] = {
-    "slide_vs_tf_full": (25.0, ">=", "TF full ms/batch / SLIDE ms/batch (max threads)"),
-    "slide_vs_cpp": (10.0, ">=", "C++ 944 ms / SLIDE ms/batch (2 threads)"),
-    "slide_peak_rss_gb": (4.0, "<=", "SLIDE peak RSS of its process, GB (tables included)"),
-    "slide_startup_s": (10.0, "<=", "SLIDE start-up (prepare), s"),
-    "slide_thread_speedup": (1.8, ">=", "SLIDE ms/batch at 1 thread / at 2 threads"),
-    "tta_vs_tf_full": (10.0, ">=", "TF full / SLIDE time to 90% of the best P@1 of any method"),
-    "tta_vs_tf_sampled": (1.0, ">", "TF sampled / SLIDE time to 90% of the best P@1 of any method"),
-}
+@dataclass(frozen=True)
+class Goals:
+    """The bench's goals, read from :data:`GOALS_FILE` by :func:`load_goals`."""
+
+    #: name -> (target, op, description); a value passes when ``value op target``
+    targets: dict[str, tuple[float, str, str]]
+    #: the reference C++ SLIDE's ms per batch by thread count (Amazon-670K shape)
+    cpp_ms_per_batch: dict[int, float]
+    #: time-to-target level: a fraction of the best P@1 any benched method reached
+    headline_level: float
+
+
+def load_goals(path: str | os.PathLike[str] = GOALS_FILE) -> Goals:
+    """Read and check the goals file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, or a field is missing or of the wrong type (named).
+    """
+    import yaml
+
+    from slide_bench.errors import ConfigError
+
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+        targets = {}
+        for name, goal in tree["goals"].items():
+            where = f"goals.{name}"
+            if goal["op"] not in _OPS:
+                raise ConfigError(f"{path}: {where}.op must be one of {', '.join(_OPS)}")
+            targets[name] = (float(goal["target"]), goal["op"], str(goal["description"]))
+        cpp = {int(k): float(v) for k, v in tree["reference"]["cpp_ms_per_batch"].items()}
+        return Goals(targets, cpp, float(tree["headline_level"]))
+    except OSError as err:
+        raise ConfigError(f"cannot read the goals file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"the goals file {path} is not valid YAML: {err}") from err
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"the goals file {path}: missing or malformed field {err}") from err
+
 
 #: Columns of the output CSV, in order (tidy: one row per method and thread count).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -417,8 +448,10 @@ def _time_to(curve: Sequence[Sequence[float]], target: float) -> float:
     return time_to_target(points[:, 0], points[:, 1], target)
 
 
-def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str, float, str]]:
-    """(goal, measured value, PASS/FAIL/n.a.) for each goal of :data:`GOALS`."""
+def _goal_rows(rows: list[dict[str, Any]], threads: list[int],
+               goals: Goals | None = None) -> list[tuple[str, float, str]]:
+    """(goal, measured value, PASS/FAIL/n.a.) for each goal (default: :func:`load_goals`)."""
+    goals = goals or load_goals()
     by = {(r["method"], r["threads"]): r for r in rows if r.get("status") == "ok"}
     slide = "slide"
     top = max(threads)
@@ -431,13 +464,13 @@ def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str
     def verdict(name: str, value: float) -> str:
         if not math.isfinite(value) and value != math.inf:
             return "n/a"
-        limit, op, _ = GOALS[name]
+        limit, op, _ = goals.targets[name]
         ok = {">=": value >= limit, "<=": value <= limit, ">": value > limit}[op]
         return "PASS" if ok else "FAIL"
 
     values = {
         "slide_vs_tf_full": ms("tf-full", top) / ms(slide, top),
-        "slide_vs_cpp": CPP_MS_PER_BATCH[2] / ms(slide, 2) if 2 in threads else math.nan,
+        "slide_vs_cpp": goals.cpp_ms_per_batch[2] / ms(slide, 2) if 2 in threads else math.nan,
         "slide_peak_rss_gb": max((r["peak_rss_mb"] / 1024 for k, r in by.items()
                                   if k[0] == slide), default=math.nan),
         "slide_startup_s": min((r["startup_seconds"] for k, r in by.items() if k[0] == slide),
@@ -452,7 +485,8 @@ def _goal_rows(rows: list[dict[str, Any]], threads: list[int]) -> list[tuple[str
     curves = {m: by[(m, top)].get("curve", []) for m in ("slide", "tf-full", "tf-sampled")
               if (m, top) in by}
     best = [max((p1 for _, p1 in c), default=math.nan) for c in curves.values()]
-    target = level_targets(best, [HEADLINE_LEVEL])[HEADLINE_LEVEL]
+    level = goals.headline_level
+    target = level_targets(best, [level])[level]
     if math.isfinite(target):
         tta = {m: _time_to(c, target) for m, c in curves.items()}
         for row in rows:
@@ -515,7 +549,7 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]],
-                  bandwidth: float, row_rates: dict[int, float]) -> None:
+                  bandwidth: float, row_rates: dict[int, float], targets: Goals) -> None:
     print("\nmethod       thr  ms/batch med [p10, p90]        cpu ms  amortised  peak MB  "
           "start-up s (cpu s)  cpu share")
     for r in rows:
@@ -554,7 +588,7 @@ def _print_tables(rows: list[dict[str, Any]], goals: list[tuple[str, float, str]
           + f"; memory-bound speed-up ceiling {_row_speedup(row_rates):.2f}")
     print("\ngoal                    value      target  verdict")
     for name, value, verdict in goals:
-        limit, op, text = GOALS[name]
+        limit, op, text = targets.targets[name]
         print(f"{name:22s} {value:9.3g}  {op}{limit:<6g}  {verdict:5s}  {text}")
 
 
@@ -565,20 +599,9 @@ def _row_speedup(row_rates: dict[int, float]) -> float:
 
 
 def _parent(args: argparse.Namespace) -> int:
-    from slide_bench.data import save_npz
-    from slide_bench.data.synthetic import PRESETS, generate, resolve_spec
-
     methods = [get_method(m.strip()) for m in args.methods.split(",") if m.strip()]
-    overrides = {}
-    if args.preset not in PRESETS:
-        from slide_bench.errors import ConfigError
-
-        raise ConfigError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-    if args.train_points:
-        overrides["n_train"] = str(args.train_points)
-    if args.test_points:
-        overrides["n_test"] = str(args.test_points)
-    spec = resolve_spec(args.preset, overrides)
+    spec = _spec(args)
+    targets = load_goals(args.goals)
     if args.device == "gpu":
         # before any data or timing: a GPU bench without a GPU stops here with exit 3 and why
         for plugin in {m.plugin_module: m.plugin() for m in methods if m.takes_device}.values():
@@ -594,19 +617,7 @@ def _parent(args: argparse.Namespace) -> int:
     print("  machine: streaming copy " f"{bandwidth:.1f} GB/s; random-row Adam step "
           + ", ".join(f"{rate:.1f} GB/s at {t} thread(s)" for t, rate in row_rates.items()),
           flush=True)
-    with tempfile.TemporaryDirectory(prefix="slide-bench-") as tmp:
-        work = Path(tmp)
-        t0 = time.perf_counter()
-        train, test = generate(spec, args.seed)
-        save_npz(train, work / "train.npz")
-        save_npz(test, work / "test.npz")
-        del train, test
-        print(f"  data generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        rows = []
-        for method in methods:
-            for threads in args.threads:
-                row = _spawn(method, threads, args, work, work)
-                rows.append(row)
+    rows = _measure(args, spec, methods)
     prov = _provenance()
     for row in rows:
         for key, value in prov.items():
@@ -618,26 +629,66 @@ def _parent(args: argparse.Namespace) -> int:
             row_update_gbs=row_rates.get(row.get("threads"), math.nan),
             machine_row_speedup=_row_speedup(row_rates),
         )
-    goals = _goal_rows(rows, args.threads)
+    goals = _goal_rows(rows, args.threads, targets)
     _write_csv(Path(args.out), rows)
-    _print_tables(rows, goals, bandwidth, row_rates)
-    goals_path = Path(args.out).with_suffix(".goals.csv")
-    with goals_path.open("w", newline="") as fh:
+    _print_tables(rows, goals, bandwidth, row_rates, targets)
+    goals_path = _write_goals(Path(args.out).with_suffix(".goals.csv"), goals, targets)
+    _write_curves(Path(args.out).with_suffix(".curves.csv"), rows)
+    print(f"\nwrote {args.out} and {goals_path}")
+    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    """The synthetic spec of ``--preset`` with ``--train-points`` / ``--test-points``."""
+    from slide_bench.data.synthetic import PRESETS, resolve_spec
+    from slide_bench.errors import ConfigError
+
+    if args.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+    overrides = {}
+    if args.train_points:
+        overrides["n_train"] = str(args.train_points)
+    if args.test_points:
+        overrides["n_test"] = str(args.test_points)
+    return resolve_spec(args.preset, overrides)
+
+
+def _measure(args: argparse.Namespace, spec: Any, methods: list[Method]) -> list[dict[str, Any]]:
+    """Generate the data once, then one worker per method and thread count; their rows."""
+    from slide_bench.data import save_npz
+    from slide_bench.data.synthetic import generate
+
+    with tempfile.TemporaryDirectory(prefix="slide-bench-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        train, test = generate(spec, args.seed)
+        save_npz(train, work / "train.npz")
+        save_npz(test, work / "test.npz")
+        del train, test
+        print(f"  data generated in {time.perf_counter() - t0:.1f} s", flush=True)
+        return [_spawn(method, threads, args, work, work)
+                for method in methods for threads in args.threads]
+
+
+def _write_goals(path: Path, goals: list[tuple[str, float, str]], targets: Goals) -> Path:
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["goal", "value", "op", "target", "verdict", "description"])
         for name, value, verdict in goals:
-            limit, op, text = GOALS[name]
+            limit, op, text = targets.targets[name]
             writer.writerow([name, _fmt(float(value)), op, limit, verdict, text])
+    return path
+
+
+def _write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The accuracy runs' curves (``--accuracy-seconds``), if any."""
     curves = [(r["method"], r["threads"], sec, p1) for r in rows for sec, p1 in r.get("curve", [])]
     if curves:
-        curves_path = Path(args.out).with_suffix(".curves.csv")
-        with curves_path.open("w", newline="") as fh:
+        with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["method", "threads", "train_seconds", "p_at_1"])
             writer.writerows(curves)
-        print(f"wrote {curves_path}")
-    print(f"\nwrote {args.out} and {goals_path}")
-    return 0 if all(r.get("status") == "ok" for r in rows) else 1
+        print(f"wrote {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -682,6 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clock of SLIDE's phase profile: wall (the engine's own) or process CPU "
                    "time (steadier when other processes share the cores)")
     p.add_argument("--out", default="bench.csv", help="CSV to write (goals beside it)")
+    p.add_argument("--goals", default=str(GOALS_FILE),
+                   help="goals and reference figures (YAML; default: config/goals.yaml)")
     # internal: one worker per (method, threads)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)

@@ -162,20 +162,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (a config field's annotation), or a ConfigError at ``where``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(err)
-        raise errors[0]
+        return _coerce_union(value, typing.get_args(tp), where)
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
@@ -191,29 +181,57 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
-    if tp is Any:
+    scalar = _SCALARS.get(tp)
+    return value if scalar is None else scalar(value, where)
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], where: str) -> Any:
+    # the first member type that takes the value; the first member's error otherwise
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, where)
+        except ConfigError as err:
+            errors.append(err)
+    raise errors[0]
+
+
+def _as_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
         return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            return float(value)  # "1e-3": a float in YAML 1.2 but a string to PyYAML (YAML 1.1)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _as_int(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+def _as_float(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)  # "1e-3": a float in YAML 1.2 but a string to PyYAML (YAML 1.1)
+    raise ConfigError(f"{where}: expected a number, got {value!r}")
+
+
+def _as_str(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected a string, got {value!r}")
+
+
+#: checks of the scalar field types (``Any`` and unknown types take the value as it is)
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _as_bool, int: _as_int, float: _as_float, str: _as_str,
+}
 
 
 def from_dict(cls: type[T], mapping: Mapping[str, Any], where: str = "config") -> T:

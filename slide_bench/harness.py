@@ -11,6 +11,11 @@ A run is resumable: at evaluation points, once ``checkpoint_every_s`` wall secon
 the model state and the loop position are checkpointed atomically. Re-running the same command
 reloads the checkpoint, cuts the curve back to it and continues; an unreadable checkpoint is
 reported and the run starts again from scratch.
+
+:func:`run` sets a run up and hands it to the timed loop (``_train``), a few lines over named
+parts: the stop rule (``_StopRule``: budget, iteration cap, divergence, and which steps are
+evaluation points), the record (``_Record``: curve rows and the sidecar) and the checkpoints
+(``_Checkpoints``: resume at the start, save at evaluation points).
 """
 
 from __future__ import annotations
@@ -194,6 +199,160 @@ class _Loop:
         for key in vars(self):
             setattr(self, key, type(getattr(self, key))(meta[key]))
 
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def add_loss(self, loss: float, n_batches: int) -> bool:
+        """Count a finite batch loss; roll over to the next epoch after its last batch.
+
+        Returns whether the batch just trained was the last of its epoch.
+        """
+        self.loss_sum += loss
+        self.loss_count += 1
+        end_of_epoch = self.batch == n_batches
+        if end_of_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        return end_of_epoch
+
+
+class _StopRule:
+    """When a run stops (and why), and which steps are evaluation points."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.status, self.reason = "done", f"completed {settings.epochs} epochs"
+        self.stop = False
+
+    def diverged(self, reason: str) -> None:
+        self._stop("diverged", reason)
+
+    def _stop(self, status: str, reason: str) -> None:
+        self.status, self.reason, self.stop = status, reason, True
+
+    def check_limits(self, loop: _Loop) -> None:
+        """Stop at the time budget or the iteration cap (the cap's reason wins when both)."""
+        budget, max_it = self.settings.time_budget_s, self.settings.max_iterations
+        if budget is not None and loop.train_seconds >= budget:
+            self._stop("timeout", f"time budget of {budget:g} s reached")
+        if max_it is not None and loop.iteration >= max_it:
+            self._stop("done", f"reached {max_it} iterations")
+
+    def evaluates_now(self, loop: _Loop, end_of_epoch: bool) -> bool:
+        """Whether this step is an evaluation point (advances the training-time mark)."""
+        every, every_s = self.settings.eval_every, self.settings.eval_every_s
+        by_count = bool(every) and loop.iteration % every == 0
+        by_time = every_s is not None and loop.train_seconds >= (loop.eval_mark + 1) * every_s
+        if by_time:
+            loop.eval_mark = int(loop.train_seconds // every_s)
+        # epoch ends are evaluation points of the count cadence only: with a time cadence a
+        # method with cheap steps would otherwise be evaluated many times more often
+        at_epoch_end = end_of_epoch and every_s is None
+        return by_count or by_time or at_epoch_end or self.stop
+
+
+@dataclass
+class _Record:
+    """What a run writes besides its checkpoint: curve rows and the sidecar."""
+
+    model: Trainable
+    settings: RunSettings
+    loop: _Loop
+    curve: CurveLog
+    sidecar: Path
+    prov: dict[str, Any]
+    full_config: dict[str, Any]
+    optimizer: dict[str, Any]
+    eval_data: XCData | None = None  # the seeded test subset of the training-time rows
+    startup_seconds: float = 0.0
+    resumed: bool = False
+
+    def row(self, eval_set: str, data: XCData) -> None:
+        """Evaluate on ``data`` and append the curve row (loss: mean since the previous row)."""
+        loop, settings, model = self.loop, self.settings, self.model
+        row: dict[str, Any] = {
+            "method": model.method, "dataset": settings.dataset, "device": model.device,
+            "threads": settings.threads, "seed": settings.seed, "epoch": loop.epoch,
+            "iteration": loop.iteration, "train_seconds": loop.train_seconds,
+            "eval_set": eval_set, "eval_points": data.n_points,
+        }
+        row["loss"] = loop.loss_sum / loop.loss_count if loop.loss_count else math.nan
+        loop.loss_sum, loop.loss_count = 0.0, 0
+        t0 = time.perf_counter()
+        row.update(_evaluate(model, data, settings))
+        sampling_stats = getattr(model, "sampling_stats", None)
+        if sampling_stats is not None:  # what a sampled method's active sets hold (subset)
+            row.update(sampling_stats(self.eval_data, settings.batch_size))
+        row["eval_seconds"] = time.perf_counter() - t0
+        row.update(model.stats())
+        self.curve.append(row)
+        log.info("%s %s epoch %d it %d  train %.1fs  P@1 %.4f  loss %.4f", model.method,
+                 settings.dataset, loop.epoch, loop.iteration, loop.train_seconds,
+                 row["p_at_1"], row["loss"])
+
+    def write_sidecar(self, status: str, reason: str) -> None:
+        write_sidecar(self.sidecar, {
+            "status": status,
+            "stop_reason": reason,
+            "iterations": self.loop.iteration,
+            "train_seconds": self.loop.train_seconds,
+            "startup_seconds": self.startup_seconds,
+            "resumed": self.resumed,
+            "optimizer": self.optimizer,
+            "provenance": self.prov,
+            "config": self.full_config,
+        })
+
+
+class _Checkpoints:
+    """The run's checkpoint: resumed from at the start, written at evaluation points."""
+
+    def __init__(self, path: Path, record: _Record) -> None:
+        self.path = path
+        self.record = record
+        self.last = time.monotonic()
+
+    def resume(self, model: Trainable, train: XCData) -> bool:
+        """Load the checkpoint into ``model`` and the loop; cut the curve back to it.
+
+        An unusable checkpoint is reported, deleted, and the run starts from scratch (the model
+        prepared afresh, the loop at zero). Returns whether the run resumed.
+        """
+        record, loop = self.record, self.record.loop
+        if not self.path.exists():
+            return False
+        try:
+            state, meta = load_checkpoint(self.path)
+            if meta.get("config_hash") != record.prov["config_hash"]:
+                raise CheckpointError(f"checkpoint {self.path} belongs to another configuration")
+            model.load_state_dict(state)
+            loop.restore(meta["loop"])
+            record.curve.load(up_to_iteration=loop.iteration)
+            # a checkpoint follows its evaluation row: without that row the curve would have a gap
+            rows = record.curve.rows
+            if not rows or int(rows[-1]["iteration"]) != loop.iteration:
+                raise CheckpointError(
+                    f"curve {record.curve.path} does not reach the checkpoint's iteration "
+                    f"{loop.iteration}"
+                )
+        except (CheckpointError, KeyError, ValueError, TypeError) as err:
+            log.warning("ignoring checkpoint: %s; starting from scratch", err)
+            self.path.unlink(missing_ok=True)
+            model.prepare(train)
+            loop.reset()
+            return False
+        log.info("resumed from %s at iteration %d", self.path, loop.iteration)
+        return True
+
+    def maybe_save(self) -> None:
+        """Checkpoint once ``checkpoint_every_s`` wall seconds have passed since the last one."""
+        record = self.record
+        if time.monotonic() - self.last < record.settings.checkpoint_every_s:
+            return
+        meta = {"config_hash": record.prov["config_hash"], "loop": record.loop.meta()}
+        save_checkpoint(self.path, record.model.state_dict(), meta)
+        record.write_sidecar("running", "checkpointed")
+        self.last = time.monotonic()
+
 
 def _evaluate(model: Trainable, data: XCData, settings: RunSettings) -> dict[str, float]:
     k = min(max(_KS), data.n_labels)
@@ -243,189 +402,100 @@ def run(
     """
     _check_datasets(train, test)
     out_csv = Path(out_csv)
-    sidecar = out_csv.with_suffix(".json")
     ckpt = Path(checkpoint_path) if checkpoint_path else out_csv.with_suffix(".ckpt.npz")
     _check_writable(out_csv.parent)
     _check_writable(ckpt.parent)
+    record = _new_record(model, settings, out_csv, config, extra_provenance)
+    finished = _finished_run(record, ckpt)
+    if finished is not None:
+        return finished
+    t_start = time.perf_counter()
+    model.prepare(train)
+    record.startup_seconds = time.perf_counter() - t_start
+    record.eval_data = test.take(eval_subset(test.n_points, settings.eval_points, settings.seed))
+    final_rows = eval_subset(test.n_points, settings.final_eval_points, settings.seed)
+    final_data = test if len(final_rows) == test.n_points else test.take(final_rows)
+    checkpoints = _Checkpoints(ckpt, record)
+    record.resumed = checkpoints.resume(model, train)
+    if not record.resumed:
+        record.curve.rows = []
+    model.warmup(epoch_order(train.n_points, settings.seed, 0)[: settings.batch_size])
+    if not record.resumed:
+        record.row("subset", record.eval_data)
+    record.write_sidecar("running", "started")
+    rule = _train(model, train, record, checkpoints)
+    if rule.status != "diverged":
+        record.row("full", final_data)
+    else:
+        log.warning("%s %s: %s", model.method, settings.dataset, rule.reason)
+    record.write_sidecar(rule.status, rule.reason)
+    ckpt.unlink(missing_ok=True)
+    loop = record.loop
+    return RunResult(rule.status, rule.reason, loop.iteration, loop.train_seconds,
+                     record.curve.rows)
+
+
+def _train(model: Trainable, train: XCData, record: _Record,
+           checkpoints: _Checkpoints) -> _StopRule:
+    """The timed loop: batches of the seeded epoch orders from the loop's position until the
+    stop rule says so; evaluation rows and checkpoints at the evaluation points."""
+    settings, loop = record.settings, record.loop
+    size = settings.batch_size
+    n_batches = max(1, math.ceil(train.n_points / size))
+    rule = _StopRule(settings)
+    while loop.epoch < settings.epochs and not rule.stop:
+        order = epoch_order(train.n_points, settings.seed, loop.epoch)
+        while loop.batch < n_batches and not rule.stop:
+            rows = order[loop.batch * size : (loop.batch + 1) * size]
+            t0 = time.perf_counter()
+            loss = model.train_batch(rows)  # the only timed call
+            loop.train_seconds += time.perf_counter() - t0
+            loop.batch += 1
+            loop.iteration += 1
+            if not math.isfinite(loss):
+                rule.diverged(f"non-finite loss at iteration {loop.iteration}")
+                break
+            end_of_epoch = loop.add_loss(loss, n_batches)
+            rule.check_limits(loop)
+            if rule.evaluates_now(loop, end_of_epoch):
+                if not model.is_finite():
+                    rule.diverged(f"non-finite weights at iteration {loop.iteration}")
+                    break
+                record.row("subset", record.eval_data)
+                if not rule.stop:
+                    checkpoints.maybe_save()
+            if end_of_epoch:
+                break
+    return rule
+
+
+def _new_record(model: Trainable, settings: RunSettings, out_csv: Path,
+                config: Mapping[str, Any],
+                extra_provenance: Mapping[str, Any] | None) -> _Record:
     full_config = {"run": asdict(settings), **dict(config)}
     prov = provenance(full_config, settings.threads, model.device)
     # the optimiser every method of a comparison must share (its mode, step size and constants)
     optimizer = {k: config[k] for k in ("adam", "lr", "beta1", "beta2", "eps") if k in config}
     prov.update(dict(extra_provenance or {}))
+    return _Record(model, settings, _Loop(), CurveLog(out_csv), out_csv.with_suffix(".json"),
+                   prov, full_config, optimizer)
 
-    previous = read_sidecar(sidecar)
-    if previous and previous.get("status") in ("done", "diverged", "timeout") and out_csv.exists():
-        if previous.get("provenance", {}).get("config_hash") == prov["config_hash"]:
-            log.info("%s already finished (%s); nothing to do", out_csv, previous["status"])
-            ckpt.unlink(missing_ok=True)  # left by a kill between the final sidecar and cleanup
-            curve = CurveLog(out_csv)
-            curve.load()
-            return RunResult(
-                previous["status"],
-                previous.get("stop_reason", ""),
-                int(previous.get("iterations", 0)),
-                float(previous.get("train_seconds", 0.0)),
-                curve.rows,
-            )
 
-    t_start = time.perf_counter()
-    model.prepare(train)
-    startup_seconds = time.perf_counter() - t_start
-
-    eval_rows = eval_subset(test.n_points, settings.eval_points, settings.seed)
-    eval_data = test.take(eval_rows)
-    final_rows = eval_subset(test.n_points, settings.final_eval_points, settings.seed)
-    final_data = test if len(final_rows) == test.n_points else test.take(final_rows)
-
-    batch_size = settings.batch_size
-    n_batches = max(1, math.ceil(train.n_points / batch_size))
-    loop = _Loop()
-    curve = CurveLog(out_csv)
-    resumed = False
-    if ckpt.exists():
-        try:
-            state, meta = load_checkpoint(ckpt)
-            if meta.get("config_hash") != prov["config_hash"]:
-                raise CheckpointError(f"checkpoint {ckpt} belongs to another configuration")
-            model.load_state_dict(state)
-            loop.restore(meta["loop"])
-            curve.load(up_to_iteration=loop.iteration)
-            # a checkpoint follows its evaluation row: without that row the curve would have a gap
-            if not curve.rows or int(curve.rows[-1]["iteration"]) != loop.iteration:
-                raise CheckpointError(
-                    f"curve {out_csv} does not reach the checkpoint's iteration {loop.iteration}"
-                )
-            resumed = True
-            log.info("resumed from %s at iteration %d", ckpt, loop.iteration)
-        except (CheckpointError, KeyError, ValueError, TypeError) as err:
-            log.warning("ignoring checkpoint: %s; starting from scratch", err)
-            ckpt.unlink(missing_ok=True)
-            model.prepare(train)
-            loop = _Loop()
-    if not resumed:
-        curve.rows = []
-
-    def base_row(eval_set: str, n_eval: int) -> dict[str, Any]:
-        return {
-            "method": model.method,
-            "dataset": settings.dataset,
-            "device": model.device,
-            "threads": settings.threads,
-            "seed": settings.seed,
-            "epoch": loop.epoch,
-            "iteration": loop.iteration,
-            "train_seconds": loop.train_seconds,
-            "eval_set": eval_set,
-            "eval_points": n_eval,
-        }
-
-    def write_sidecar_now(status: str, reason: str) -> None:
-        write_sidecar(
-            sidecar,
-            {
-                "status": status,
-                "stop_reason": reason,
-                "iterations": loop.iteration,
-                "train_seconds": loop.train_seconds,
-                "startup_seconds": startup_seconds,
-                "resumed": resumed,
-                "optimizer": optimizer,
-                "provenance": prov,
-                "config": full_config,
-            },
-        )
-
-    def record(eval_set: str, data: XCData) -> None:
-        row = base_row(eval_set, data.n_points)
-        row["loss"] = loop.loss_sum / loop.loss_count if loop.loss_count else math.nan
-        loop.loss_sum, loop.loss_count = 0.0, 0
-        t0 = time.perf_counter()
-        row.update(_evaluate(model, data, settings))
-        sampling_stats = getattr(model, "sampling_stats", None)
-        if sampling_stats is not None:  # what a sampled method's active sets hold (subset)
-            row.update(sampling_stats(eval_data, settings.batch_size))
-        row["eval_seconds"] = time.perf_counter() - t0
-        row.update(model.stats())
-        curve.append(row)
-        log.info(
-            "%s %s epoch %d it %d  train %.1fs  P@1 %.4f  loss %.4f",
-            model.method,
-            settings.dataset,
-            loop.epoch,
-            loop.iteration,
-            loop.train_seconds,
-            row["p_at_1"],
-            row["loss"],
-        )
-
-    last_ckpt = time.monotonic()
-
-    def maybe_checkpoint(force: bool = False) -> None:
-        nonlocal last_ckpt
-        if not force and time.monotonic() - last_ckpt < settings.checkpoint_every_s:
-            return
-        meta = {"config_hash": prov["config_hash"], "loop": loop.meta()}
-        save_checkpoint(ckpt, model.state_dict(), meta)
-        write_sidecar_now("running", "checkpointed")
-        last_ckpt = time.monotonic()
-
-    model.warmup(epoch_order(train.n_points, settings.seed, 0)[:batch_size])
-    if not resumed:
-        record("subset", eval_data)
-    write_sidecar_now("running", "started")
-
-    status, reason = "done", f"completed {settings.epochs} epochs"
-    budget = settings.time_budget_s
-    every_s = settings.eval_every_s
-    max_it = settings.max_iterations
-    stop = False
-    while loop.epoch < settings.epochs and not stop:
-        order = epoch_order(train.n_points, settings.seed, loop.epoch)
-        while loop.batch < n_batches:
-            rows = order[loop.batch * batch_size : (loop.batch + 1) * batch_size]
-            t0 = time.perf_counter()
-            loss = model.train_batch(rows)
-            loop.train_seconds += time.perf_counter() - t0
-            loop.batch += 1
-            loop.iteration += 1
-            if not math.isfinite(loss):
-                status, reason = "diverged", f"non-finite loss at iteration {loop.iteration}"
-                stop = True
-                break
-            loop.loss_sum += loss
-            loop.loss_count += 1
-            end_of_epoch = loop.batch == n_batches
-            if end_of_epoch:
-                loop.epoch, loop.batch = loop.epoch + 1, 0
-            if budget is not None and loop.train_seconds >= budget:
-                status, reason = "timeout", f"time budget of {budget:g} s reached"
-                stop = True
-            if max_it is not None and loop.iteration >= max_it:
-                status, reason = "done", f"reached {max_it} iterations"
-                stop = True
-            by_count = bool(settings.eval_every) and loop.iteration % settings.eval_every == 0
-            by_time = every_s is not None and loop.train_seconds >= (loop.eval_mark + 1) * every_s
-            if by_time:
-                loop.eval_mark = int(loop.train_seconds // every_s)
-            # epoch ends are evaluation points of the count cadence only: with a time cadence
-            # a method with cheap steps would otherwise be evaluated many times more often
-            at_epoch_end = end_of_epoch and every_s is None
-            if by_count or by_time or at_epoch_end or stop:
-                if not model.is_finite():
-                    status = "diverged"
-                    reason = f"non-finite weights at iteration {loop.iteration}"
-                    stop = True
-                    break
-                record("subset", eval_data)
-                if not stop:
-                    maybe_checkpoint()
-            if stop or end_of_epoch:
-                break
-
-    if status != "diverged":
-        record("full", final_data)
-    else:
-        log.warning("%s %s: %s", model.method, settings.dataset, reason)
-    write_sidecar_now(status, reason)
-    ckpt.unlink(missing_ok=True)
-    return RunResult(status, reason, loop.iteration, loop.train_seconds, curve.rows)
+def _finished_run(record: _Record, ckpt: Path) -> RunResult | None:
+    """The result of a run that already finished with this configuration, or None."""
+    previous = read_sidecar(record.sidecar)
+    done = previous and previous.get("status") in ("done", "diverged", "timeout")
+    if not done or not record.curve.path.exists():
+        return None
+    if previous.get("provenance", {}).get("config_hash") != record.prov["config_hash"]:
+        return None
+    log.info("%s already finished (%s); nothing to do", record.curve.path, previous["status"])
+    ckpt.unlink(missing_ok=True)  # left by a kill between the final sidecar and cleanup
+    record.curve.load()
+    return RunResult(
+        previous["status"],
+        previous.get("stop_reason", ""),
+        int(previous.get("iterations", 0)),
+        float(previous.get("train_seconds", 0.0)),
+        record.curve.rows,
+    )

@@ -213,83 +213,103 @@ def headline(
         return (pd.DataFrame(columns=list(HEADLINE_COLUMNS)),
                 pd.DataFrame(columns=list(RATIO_COLUMNS)))
     dataset = str(mine["dataset"].iloc[0])
-    slide_threads = int(mine["threads"].iloc[0])
     if peers is None:
         peers = [m for m in dict.fromkeys(summary["method"]) if m != method]
     devices = list(runs["device"].unique())
+    slide_device = "cpu" if "cpu" in set(mine["device"]) else mine["device"].iloc[0]
+    slide_t = _run_times(times, method, slide_device, int(mine["threads"].iloc[0]))
     head_rows, level_rows = [], []
-    levels = sorted(times["level"].unique()) if not times.empty else []
-
-    def run_times(m: str, device: str, threads: int) -> pd.DataFrame:
-        return times[(times["method"] == m) & (times["device"] == device)
-                     & (times["threads"] == threads)]
-
-    slide_t = run_times(method, "cpu" if "cpu" in set(mine["device"]) else mine["device"].iloc[0],
-                        slide_threads)
-    slide_runs = mine.set_index("seed")
-    failed = summary[summary["status"] == "failed"]
     for peer in peers:
         # a peer that could not run (e.g. no GPU) keeps its row: the headline says why
-        for device, rows in failed[failed["method"] == peer].groupby("device", sort=False):
-            if ((runs["method"] == peer) & (runs["device"] == device)).any():
-                continue
-            head_rows.append(dict(
-                dataset=dataset, peer=_name(peer, device, list(summary["device"].unique())),
-                step_time_ratio=math.nan, tta_ratio_median=math.nan, tta_ratio_min=math.nan,
-                tta_ratio_max=math.nan, best_p1_diff=math.nan, final_p1_diff=math.nan,
-                verdict=f"{peer} did not run: {rows['reason'].iloc[0]}.",
-            ))
+        head_rows += _did_not_run(summary, runs, peer, dataset)
         for device, peer_runs in runs[runs["method"] == peer].groupby("device", sort=False):
-            threads = int(peer_runs["threads"].iloc[0])
-            peer_t = run_times(peer, device, threads)
-            peer_by_seed = peer_runs.set_index("seed")
-            seeds = sorted(set(slide_runs.index) & set(peer_by_seed.index))
-            name = _name(peer, device, devices)
+            peer_t = _run_times(times, peer, device, int(peer_runs["threads"].iloc[0]))
+            seeds = sorted(set(mine["seed"]) & set(peer_runs["seed"]))
             if not seeds:
                 continue
-            per_level = {}
-            for level in levels:
-                s_at = slide_t[slide_t["level"] == level].set_index("seed")["time_s"]
-                p_at = peer_t[peer_t["level"] == level].set_index("seed")["time_s"]
-                ratios = [tta_ratio(float(p_at.get(s, math.nan)), float(s_at.get(s, math.nan)))
-                          for s in seeds]
-                s_times = [float(s_at.get(s, math.nan)) for s in seeds]
-                p_times = [float(p_at.get(s, math.nan)) for s in seeds]
-                med, lo, hi = _stats(ratios)
-                level_p1 = float(times.loc[times["level"] == level, "level_p1"].iloc[0])
-                per_level[level] = dict(
-                    dataset=dataset, peer=name, level=float(level), level_p1=level_p1,
-                    slide_time_s=_median_if_all(s_times), peer_time_s=_median_if_all(p_times),
-                    tta_ratio_median=med, tta_ratio_min=lo, tta_ratio_max=hi,
-                    slide_reached=int(np.isfinite(s_times).sum()),
-                    peer_reached=int(np.isfinite(p_times).sum()), n_seeds=len(seeds),
-                    s_times=s_times, p_times=p_times,
-                )
-            for row in per_level.values():
-                level_rows.append({k: row[k] for k in RATIO_COLUMNS})
-
-            def per_step(runs_: pd.DataFrame, s: int) -> float:
-                r = runs_.loc[s]
-                it = float(r["iterations"])
-                return float(r["train_seconds"]) / it if it > 0 else math.nan
-
-            step_ratio = _stats([per_step(peer_by_seed, s) / per_step(slide_runs, s)
-                                 for s in seeds])[0]
-            best_diff = _stats([float(slide_runs.loc[s, "best_p_at_1"])
-                                - float(peer_by_seed.loc[s, "best_p_at_1"]) for s in seeds])[0]
-            final_diff = _stats([float(slide_runs.loc[s, "final_p_at_1"])
-                                 - float(peer_by_seed.loc[s, "final_p_at_1"]) for s in seeds])[0]
+            name = _name(peer, device, devices)
+            per_level = _per_level(times, slide_t, peer_t, seeds, dataset, name)
+            level_rows += [{k: row[k] for k in RATIO_COLUMNS} for row in per_level.values()]
             head = per_level.get(float(headline_level)) or per_level.get(headline_level)
-            verdict = _verdict(method, name, head, per_level, mine, peer_runs, step_ratio)
-            head_rows.append(dict(
-                dataset=dataset, peer=name, step_time_ratio=step_ratio,
-                tta_ratio_median=head["tta_ratio_median"] if head else math.nan,
-                tta_ratio_min=head["tta_ratio_min"] if head else math.nan,
-                tta_ratio_max=head["tta_ratio_max"] if head else math.nan,
-                best_p1_diff=best_diff, final_p1_diff=final_diff, verdict=verdict,
-            ))
+            head_rows.append(_head_row(method, name, dataset, mine, peer_runs, seeds, head,
+                                       per_level))
     return (pd.DataFrame(head_rows, columns=list(HEADLINE_COLUMNS)),
             pd.DataFrame(level_rows, columns=list(RATIO_COLUMNS)))
+
+
+def _run_times(times: pd.DataFrame, method: str, device: str, threads: int) -> pd.DataFrame:
+    return times[(times["method"] == method) & (times["device"] == device)
+                 & (times["threads"] == threads)]
+
+
+def _did_not_run(summary: pd.DataFrame, runs: pd.DataFrame, peer: str,
+                 dataset: str) -> list[dict[str, Any]]:
+    """Headline rows of the devices where ``peer`` only failed, with the reason as verdict."""
+    failed = summary[summary["status"] == "failed"]
+    rows_out = []
+    for device, rows in failed[failed["method"] == peer].groupby("device", sort=False):
+        if ((runs["method"] == peer) & (runs["device"] == device)).any():
+            continue
+        rows_out.append(dict(
+            dataset=dataset, peer=_name(peer, device, list(summary["device"].unique())),
+            step_time_ratio=math.nan, tta_ratio_median=math.nan, tta_ratio_min=math.nan,
+            tta_ratio_max=math.nan, best_p1_diff=math.nan, final_p1_diff=math.nan,
+            verdict=f"{peer} did not run: {rows['reason'].iloc[0]}.",
+        ))
+    return rows_out
+
+
+def _per_level(times: pd.DataFrame, slide_t: pd.DataFrame, peer_t: pd.DataFrame,
+               seeds: list[int], dataset: str, name: str) -> dict[float, dict[str, Any]]:
+    """SLIDE's and the peer's times to each level over the common seeds, and their ratios."""
+    levels = sorted(times["level"].unique()) if not times.empty else []
+    per_level = {}
+    for level in levels:
+        s_at = slide_t[slide_t["level"] == level].set_index("seed")["time_s"]
+        p_at = peer_t[peer_t["level"] == level].set_index("seed")["time_s"]
+        ratios = [tta_ratio(float(p_at.get(s, math.nan)), float(s_at.get(s, math.nan)))
+                  for s in seeds]
+        s_times = [float(s_at.get(s, math.nan)) for s in seeds]
+        p_times = [float(p_at.get(s, math.nan)) for s in seeds]
+        med, lo, hi = _stats(ratios)
+        level_p1 = float(times.loc[times["level"] == level, "level_p1"].iloc[0])
+        per_level[level] = dict(
+            dataset=dataset, peer=name, level=float(level), level_p1=level_p1,
+            slide_time_s=_median_if_all(s_times), peer_time_s=_median_if_all(p_times),
+            tta_ratio_median=med, tta_ratio_min=lo, tta_ratio_max=hi,
+            slide_reached=int(np.isfinite(s_times).sum()),
+            peer_reached=int(np.isfinite(p_times).sum()), n_seeds=len(seeds),
+            s_times=s_times, p_times=p_times,
+        )
+    return per_level
+
+
+def _per_step(runs: pd.DataFrame, seed: int) -> float:
+    r = runs.loc[seed]
+    it = float(r["iterations"])
+    return float(r["train_seconds"]) / it if it > 0 else math.nan
+
+
+def _head_row(method: str, name: str, dataset: str, mine: pd.DataFrame,
+              peer_runs: pd.DataFrame, seeds: list[int], head: Mapping[str, Any] | None,
+              per_level: Mapping[float, Mapping[str, Any]]) -> dict[str, Any]:
+    """The headline row of one peer on one device: step-time ratio, time-to-level ratios at the
+    headline level, P@1 differences (medians over the common seeds) and the verdict."""
+    slide_runs, peer_by_seed = mine.set_index("seed"), peer_runs.set_index("seed")
+    step_ratio = _stats([_per_step(peer_by_seed, s) / _per_step(slide_runs, s)
+                         for s in seeds])[0]
+    best_diff = _stats([float(slide_runs.loc[s, "best_p_at_1"])
+                        - float(peer_by_seed.loc[s, "best_p_at_1"]) for s in seeds])[0]
+    final_diff = _stats([float(slide_runs.loc[s, "final_p_at_1"])
+                         - float(peer_by_seed.loc[s, "final_p_at_1"]) for s in seeds])[0]
+    verdict = _verdict(method, name, head, per_level, mine, peer_runs, step_ratio)
+    return dict(
+        dataset=dataset, peer=name, step_time_ratio=step_ratio,
+        tta_ratio_median=head["tta_ratio_median"] if head else math.nan,
+        tta_ratio_min=head["tta_ratio_min"] if head else math.nan,
+        tta_ratio_max=head["tta_ratio_max"] if head else math.nan,
+        best_p1_diff=best_diff, final_p1_diff=final_diff, verdict=verdict,
+    )
 
 
 def _median_if_all(values: Sequence[float]) -> float:

@@ -188,36 +188,8 @@ class SlideConfig:
         specs = [*self.hidden, self.output]
         names = [*(f"hidden[{i}]" for i in range(len(self.hidden))), "output"]
         for i, spec in enumerate(specs):
-            h = spec.hash
-            if h.topup_extra < 0:
-                raise ValueError(f"{names[i]}.hash.topup_extra must be >= 0")
-            if not 0.0 <= h.uniform_above_cos <= 1.0:
-                raise ValueError(f"{names[i]}.hash.uniform_above_cos must be in [0, 1]")
-            post = h.topup_extra > 0 or h.topup_correct or h.uniform_above_cos < 1.0
-            if h.topup_sampler == "log-uniform" and (h.topup_extra < 1 or i != len(specs) - 1):
-                raise ValueError(
-                    f"{names[i]}.hash.topup_sampler='log-uniform' ranks labels: the output "
-                    "layer only, with topup_extra >= 1"
-                )
-            if spec.sampled and post and h.policy != "union":
-                raise ValueError(
-                    f"{names[i]}.hash.topup_extra, topup_correct and uniform_above_cos need the "
-                    f"union policy, not {h.policy!r}"
-                )
-            if spec.sampled and h.uniform_above_cos < 1.0 and (i == 0 or specs[i - 1].sampled):
-                raise ValueError(f"{names[i]}.hash.uniform_above_cos needs a dense layer below")
-            n_center = spec.hash.center_tables
-            if not spec.sampled or n_center == 0:
-                continue
-            if not 0 <= n_center <= spec.hash.l:
-                raise ValueError(f"{names[i]}.hash.center_tables must be in [0, l={spec.hash.l}]")
-            if i == 0 or specs[i - 1].sampled:
-                raise ValueError(f"{names[i]}.hash.center_tables needs a dense layer below")
-            if spec.hash.policy in ("random", "exact-topk"):
-                raise ValueError(
-                    f"{names[i]}.hash.center_tables needs a table-based policy, "
-                    f"not {spec.hash.policy!r}"
-                )
+            _check_hash(names[i], spec, dense_below=i > 0 and not specs[i - 1].sampled,
+                        is_output=i == len(specs) - 1)
 
     @property
     def accumulate_mode(self) -> Literal["hogwild", "rows"]:
@@ -225,3 +197,41 @@ class SlideConfig:
         if self.accumulate == "auto":
             return "rows" if self.adam == "lazy" else "hogwild"
         return self.accumulate
+
+
+def _check_hash(name: str, spec: LayerConfig | OutputConfig, dense_below: bool,
+                is_output: bool) -> None:
+    """Raise ValueError for hash settings of layer ``name`` that cannot work together.
+
+    ``dense_below``: the layer below exists and is dense (the input of a centred table or of the
+    uniform phase's query cosine); ``is_output``: the layer is the output layer.
+    """
+    h = spec.hash
+    if h.topup_extra < 0:
+        raise ValueError(f"{name}.hash.topup_extra must be >= 0")
+    if not 0.0 <= h.uniform_above_cos <= 1.0:
+        raise ValueError(f"{name}.hash.uniform_above_cos must be in [0, 1]")
+    post = h.topup_extra > 0 or h.topup_correct or h.uniform_above_cos < 1.0
+    if h.topup_sampler == "log-uniform" and (h.topup_extra < 1 or not is_output):
+        raise ValueError(
+            f"{name}.hash.topup_sampler='log-uniform' ranks labels: the output "
+            "layer only, with topup_extra >= 1"
+        )
+    if spec.sampled and post and h.policy != "union":
+        raise ValueError(
+            f"{name}.hash.topup_extra, topup_correct and uniform_above_cos need the "
+            f"union policy, not {h.policy!r}"
+        )
+    if spec.sampled and h.uniform_above_cos < 1.0 and not dense_below:
+        raise ValueError(f"{name}.hash.uniform_above_cos needs a dense layer below")
+    n_center = h.center_tables
+    if not spec.sampled or n_center == 0:
+        return
+    if not 0 <= n_center <= h.l:
+        raise ValueError(f"{name}.hash.center_tables must be in [0, l={h.l}]")
+    if not dense_below:
+        raise ValueError(f"{name}.hash.center_tables needs a dense layer below")
+    if h.policy in ("random", "exact-topk"):
+        raise ValueError(
+            f"{name}.hash.center_tables needs a table-based policy, not {h.policy!r}"
+        )

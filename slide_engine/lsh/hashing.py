@@ -205,6 +205,26 @@ def _minhash_add(hf, j, codes):
         codes[b] = h
 
 
+@njit(cache=True, inline="always")
+def _minhash_topk(hf, x_idx, x_val, dense, n, thr, codes):
+    # add the ``topk`` largest nonzero coordinates: those above the threshold value ``thr``,
+    # then ties at ``thr`` in coordinate order until ``topk`` are in
+    n_above = 0
+    for q in range(n):
+        if x_val[q] != 0.0 and x_val[q] > thr:
+            n_above += 1
+    ties = hf.topk - n_above
+    for q in range(n):
+        v = x_val[q]
+        if v == 0.0 or v < thr:
+            continue
+        if v == thr:
+            if ties == 0:
+                continue
+            ties -= 1
+        _minhash_add(hf, q if dense else x_idx[q], codes)
+
+
 @njit(cache=True)
 def _minhash(hf, x_idx, x_val, dense, buf, codes):
     # The set: nonzero coordinates, or the ``topk`` largest of them (ties: lowest coordinate).
@@ -222,21 +242,7 @@ def _minhash(hf, x_idx, x_val, dense, buf, codes):
             if x_val[q] != 0.0:
                 _minhash_add(hf, q if dense else x_idx[q], codes)
     else:
-        thr = _select_threshold(buf, nnz, hf.topk)
-        n_above = 0
-        for q in range(n):
-            if x_val[q] != 0.0 and x_val[q] > thr:
-                n_above += 1
-        ties = hf.topk - n_above
-        for q in range(n):
-            v = x_val[q]
-            if v == 0.0 or v < thr:
-                continue
-            if v == thr:
-                if ties == 0:
-                    continue
-                ties -= 1
-            _minhash_add(hf, q if dense else x_idx[q], codes)
+        _minhash_topk(hf, x_idx, x_val, dense, n, _select_threshold(buf, nnz, hf.topk), codes)
     densify(codes, n_fun, hf.seed)
     mask = (1 << hf.code_bits) - 1
     for f in range(n_fun):

@@ -1,6 +1,6 @@
 """``python -m slide_engine.mongoose compare``: fixed-schedule SLIDE vs MONGOOSE on one dataset.
 
-Examples (the runs reported for issue 7; ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core box)::
+Examples (the runs of the MONGOOSE comparison; ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core box)::
 
     # Bibtex (split 1 of the repository zip), 200 epochs = 7,800 iterations
     python -m slide_engine.mongoose compare --bibtex ../shared/data/bibtex/Bibtex.zip \

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from slide_bench import bench
+from slide_bench.errors import ConfigError
 from slide_engine.method import traffic_gb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,11 +97,11 @@ def test_quick_mode_writes_schema_and_finite_numbers(quick) -> None:
 def test_quick_mode_prints_goal_table(quick) -> None:
     tmp, proc = quick
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in bench.GOALS:
+    for name in bench.load_goals().targets:
         assert name in proc.stdout
     with (tmp / "bench.goals.csv").open() as fh:
         goals = {r["goal"]: r for r in csv.DictReader(fh)}
-    assert set(goals) == set(bench.GOALS)
+    assert set(goals) == set(bench.load_goals().targets)
     assert goals["slide_startup_s"]["verdict"] in ("PASS", "FAIL")
     assert goals["tta_vs_tf_full"]["verdict"] == "n/a"  # no accuracy run requested
 
@@ -234,3 +235,18 @@ def test_thread_speedup_is_flagged_when_the_cores_were_shared() -> None:
     rows = [_row("slide", 1, 200.0, cpu_share=0.95), _row("slide", 2, 100.0, cpu_share=1.9)]
     goals = {name: (value, verdict) for name, value, verdict in bench._goal_rows(rows, [1, 2])}
     assert goals["slide_thread_speedup"] == (pytest.approx(2.0), "PASS")
+
+
+def test_goals_file_holds_the_reference_figures_and_is_checked(tmp_path: Path) -> None:
+    goals = bench.load_goals()
+    assert goals.cpp_ms_per_batch[2] == 944.0 and goals.headline_level == 0.9
+    assert goals.targets["slide_vs_cpp"][:2] == (10.0, ">=")
+    # the ratio against the reference figure comes from the file: 944 ms / 94.4 ms = 10
+    rows = [_row("slide", 2, 94.4)]
+    values = {name: value for name, value, _ in bench._goal_rows(rows, [2], goals)}
+    assert values["slide_vs_cpp"] == pytest.approx(10.0)
+    bad = tmp_path / "goals.yaml"
+    bad.write_text("goals:\n  x: {target: 1, op: '=='}\nreference: {cpp_ms_per_batch: {2: 1}}\n"
+                   "headline_level: 0.9\n")
+    with pytest.raises(ConfigError, match=r"goals.yaml: goals.x.op must be one of"):
+        bench.load_goals(bad)

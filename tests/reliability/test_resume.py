@@ -173,6 +173,30 @@ def test_uninterrupted_runs_are_deterministic(method, tiny, tmp_path, tmp_path_f
     assert_prefix(ref.curve, again, f"{method}: second uninterrupted run")
 
 
+def run_and_kill(argv, rng, ref, sidecar, before) -> tuple[bool, str]:
+    """Start the command and SIGKILL it at a random moment (a fifth of the time anywhere in its
+    start-up, otherwise in training); returns whether it finished first, and when it was hit."""
+    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        if rng.random() < 0.2:
+            # anywhere in start-up (imports, data loading, JIT, resume)
+            delay = rng.uniform(0.0, ref.startup)
+            time.sleep(delay)
+            where = f"startup+{delay:.2f}s"
+        else:
+            started = wait_for_change(proc, sidecar, before)
+            delay = rng.uniform(0.02, 0.3) * ref.span
+            time.sleep(delay)
+            where = f"training+{delay:.2f}s" if started else "after exit"
+        finished = proc.poll() is not None
+        if not finished:
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return finished, where
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(COMMANDS))
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_curve(
@@ -189,24 +213,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_curve(
     position = None  # checkpoint (iteration, seconds) left by the previous kill
     for attempt in range(KILLS[method]):
         before = signature(sidecar)
-        proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            if rng.random() < 0.2:
-                # anywhere in start-up (imports, data loading, JIT, resume)
-                delay = rng.uniform(0.0, ref.startup)
-                time.sleep(delay)
-                where = f"startup+{delay:.2f}s"
-            else:
-                started = wait_for_change(proc, sidecar, before)
-                delay = rng.uniform(0.02, 0.3) * ref.span
-                time.sleep(delay)
-                where = f"training+{delay:.2f}s" if started else "after exit"
-            finished = proc.poll() is not None
-            if not finished:
-                proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait()
+        finished, where = run_and_kill(argv, rng, ref, sidecar, before)
         if finished:
             log.append(f"{attempt}: finished before the kill ({where})")
             break
