@@ -157,3 +157,18 @@ def test_importing_the_core_imports_no_method_package() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=REPO)
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_report_and_run_log_need_neither_numba_nor_gdown() -> None:
+    # the report's environment (curves in, tables and figures out) stays small: the run log and
+    # the report modules import no Numba, no downloader and no method
+    import subprocess
+    import sys
+
+    code = ("import sys, slide_bench.runlog, slide_bench.report.summary, "
+            "slide_bench.report.headline, slide_bench.report.figures, slide_bench.report.runs; "
+            "print(sorted(m for m in ('numba', 'gdown', 'tensorflow', 'slide_engine', "
+            "'baselines') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[]"

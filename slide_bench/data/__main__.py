@@ -72,7 +72,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare_real(args: argparse.Namespace) -> None:
-    from slide_bench.data.realism import (
+    from slide_bench.realism import (
         CompareSettings,
         compare_real,
         format_comparison,

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from slide_bench.data import XCData, dataset_stats, generate
-from slide_bench.data.realism import CompareSettings, compare_real, format_comparison, summarise
 from slide_bench.data.stats import structure_stats
 from slide_bench.data.synthetic import CALIBRATED, PRESETS, resolve_spec
 from slide_bench.errors import ConfigError
+from slide_bench.realism import CompareSettings, compare_real, format_comparison, summarise
 
 # statistic -> (relative tolerance, absolute tolerance) of twin against real
 STAT_TOLERANCES = {

@@ -35,6 +35,9 @@ from slide_bench.data.stats import dataset_stats, structure_stats
 from slide_bench.data.synthetic import generate, resolve_spec
 from slide_bench.data.xcdata import XCData, shuffle
 from slide_bench.errors import ConfigError
+from slide_bench.harness import epoch_order, eval_subset
+from slide_bench.methods import get_method
+from slide_bench.metrics import precision_at_k
 
 __all__ = [
     "TWINS",
@@ -101,17 +104,14 @@ class _Run:
 def _slide_run(
     train: XCData, test: XCData, settings: CompareSettings, seed: int, policy: str
 ) -> _Run:
-    from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
-    from slide_bench.harness import epoch_order, eval_subset
-
     centred = settings.hash_l if policy != "random" else 0
-    hashing = HashConfig(
-        family="simhash", k=settings.hash_k, l=settings.hash_l, n_buckets=1024, policy=policy,
-        min_active=settings.budget(train.n_labels), rebuild_every_samples=2560,
-        center_tables=centred,
-    )  # fmt: skip
-    config = SlideConfig(lr=settings.lr, adam="lazy", output=OutputConfig(hash=hashing))
-    net = SlideNetwork(config, seed=seed, threads=settings.threads)
+    hashing = {
+        "family": "simhash", "k": settings.hash_k, "l": settings.hash_l, "n_buckets": 1024,
+        "policy": policy, "min_active": settings.budget(train.n_labels),
+        "rebuild_every_samples": 2560, "center_tables": centred,
+    }
+    tree = {"lr": settings.lr, "adam": "lazy", "output": {"hash": hashing}}
+    net, _ = get_method("slide").plugin().build(tree, seed, settings.threads)
     net.prepare(train)
     for epoch in range(settings.epochs):
         order = epoch_order(train.n_points, seed, epoch)
@@ -124,12 +124,10 @@ def _slide_run(
 
 
 def _tf_full_run(train: XCData, test: XCData, settings: CompareSettings, seed: int) -> _Run:
-    from baselines.config import BaselineConfig
-    from baselines.trainable import TFSoftmaxTrainable
-    from slide_bench.harness import epoch_order
-    from slide_bench.metrics import precision_at_k
-
-    model = TFSoftmaxTrainable(BaselineConfig(model="full", lr=settings.lr, adam="lazy"), seed=seed)
+    method = get_method("tf-full")
+    tree = {**method.overrides(), "lr": settings.lr, "adam": "lazy"}
+    # threads 0: TensorFlow keeps its default thread pools (set once per process)
+    model, _ = method.plugin().build(tree, seed, 0)
     model.prepare(train)
     model.warmup(epoch_order(train.n_points, seed, 0)[: settings.batch_size])
     for epoch in range(settings.epochs):
