@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+# the repository root, wherever in tests/ this file lives
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 ROOTS = ("slide_bench", "slide_engine", "baselines", "workflow/scripts")
 MAX_LINES = 60
 KERNEL_DECORATORS = {"njit", "jit", "intrinsic"}

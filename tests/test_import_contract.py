@@ -18,7 +18,8 @@ import pytest
 
 from slide_bench.methods import METHODS
 
-REPO = Path(__file__).resolve().parent.parent
+# the repository root, wherever in tests/ this file lives
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 PACKAGES = ("slide_bench", "slide_engine", "baselines")
 #: package -> packages it must never import
 FORBIDDEN = {
