@@ -147,6 +147,7 @@ def test_the_registry_names_plugins_that_exist_and_fit_the_contract() -> None:
         assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), module
 
 
+@pytest.mark.slow  # a fresh interpreter (what an import pulls in)
 def test_importing_the_core_imports_no_method_package() -> None:
     import subprocess
     import sys
@@ -160,6 +161,7 @@ def test_importing_the_core_imports_no_method_package() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # a fresh interpreter (what an import pulls in)
 def test_the_report_and_run_log_need_neither_numba_nor_gdown() -> None:
     # the report's environment (curves in, tables and figures out) stays small: the run log and
     # the report modules import no Numba, no downloader and no method
