@@ -147,7 +147,9 @@ def test_the_rule_environment_lists_every_package_its_code_imports(rule):
     assert not missing, f"{env.relative_to(REPO)} (rule {rule}) lacks {', '.join(missing)}"
 
 
-def test_the_report_environment_needs_no_tensorflow():
+def test_the_report_environment_needs_neither_numba_nor_tensorflow():
     env, entries = RULE_ENVS["aggregate"]
-    assert "tensorflow" not in third_party_imports(entries)
-    assert "tensorflow" not in env_packages(env)
+    for rule in ("aggregate", "headline", "environment", "crossover"):
+        assert RULE_ENVS[rule][0] == env
+        assert not {"numba", "tensorflow"} & third_party_imports(RULE_ENVS[rule][1]), rule
+    assert not {"numba", "tensorflow"} & env_packages(env)
