@@ -148,7 +148,7 @@ def test_the_rule_environment_lists_every_package_its_code_imports(rule):
 
 
 def test_the_report_environment_needs_neither_numba_nor_tensorflow():
-    env, entries = RULE_ENVS["aggregate"]
+    env = RULE_ENVS["aggregate"][0]
     for rule in ("aggregate", "headline", "environment", "crossover"):
         assert RULE_ENVS[rule][0] == env
         assert not {"numba", "tensorflow"} & third_party_imports(RULE_ENVS[rule][1]), rule
