@@ -1,5 +1,5 @@
-"""The crossover sweep: synthetic shapes by label count and the crossover table, against
-hand-computed values."""
+"""The crossover table, its bands over seeds and its crossing points, against hand-computed
+values."""
 
 from __future__ import annotations
 
@@ -8,64 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _pipeline import REPO, run_snakemake
 
-from slide_bench.data.synthetic import resolve_spec
-from slide_bench.data.xc_shapes import XC_SHAPES, shape_at, sweep_datasets
-from slide_bench.errors import ConfigError
 from slide_bench.report.crossover import (
     CROSSOVER_COLUMNS,
     crossover_bands,
     crossover_points,
     crossover_table,
 )
-
-ANCHORS = ["EURLex-4K", "Bibtex"]  # any order
-
-
-def test_a_real_sets_label_count_gives_its_shape_and_outside_the_range_the_nearest():
-    for n_labels, name in ((3_993, "EURLex-4K"), (159, "Bibtex"), (100, "Bibtex"),
-                           (10_000, "EURLex-4K")):
-        shape, real = shape_at(n_labels, ANCHORS), XC_SHAPES[name]
-        assert shape.n_features == real.n_features
-        assert shape.labels_per_point == real.labels_per_point
-        assert shape.points_per_label == real.points_per_label
-
-
-def test_between_two_sets_the_shape_is_their_geometric_blend():
-    # L = 797 is (nearly) the geometric mean of 159 and 3,993: every statistic is (nearly) the
-    # geometric mean of the two sets' (hand-computed: sqrt(1836 * 5000) = 3029.9,
-    # sqrt(2.40 * 5.31) = 3.570, sqrt(111.71 * 25.73) = 53.61)
-    shape = shape_at(797, ANCHORS)
-    assert shape.n_features == pytest.approx(3029.9, rel=2e-3)
-    assert shape.labels_per_point == pytest.approx(3.570, rel=2e-3)
-    assert shape.points_per_label == pytest.approx(53.61, rel=2e-3)
-    # a full-size set: points per label x labels / labels per point
-    assert shape.n_train == pytest.approx(53.61 * 797 / 3.570, rel=5e-3)
-
-
-def test_sweep_datasets_give_the_generator_the_interpolated_sizes_and_a_budget_per_point():
-    section = {"labels": [200, 3_993], "anchors": ANCHORS, "time_budget": [2, 6],
-               "evaluations": 3, "n_train": 512, "n_test": None, "prefix": "xo",
-               "generator": {"preset": "tiny", "seed": 4, "params": {"signal": 0.5}}}
-    datasets = sweep_datasets(section)
-    assert list(datasets) == ["xo-200", "xo-3993"]
-    entry = datasets["xo-3993"]
-    assert entry["synthetic"]["preset"] == "tiny" and entry["synthetic"]["seed"] == 4
-    params = entry["synthetic"]["params"]
-    assert params == {"signal": 0.5, "n_labels": 3_993, "n_features": 5_000,
-                      "labels_per_point": 5.31, "n_train": 512,
-                      "n_test": round(25.73 * 3_993 / 5.31) // 4}
-    assert entry["budget"] == {"time_budget": 6.0, "eval_every_s": 2.0}
-    spec = resolve_spec("tiny", {k: str(v) for k, v in params.items()})
-    assert spec.n_labels == 3_993 and spec.n_features == 5_000
-
-    with pytest.raises(ConfigError, match="one training-seconds budget per label count"):
-        sweep_datasets({**section, "time_budget": [2]})
-    with pytest.raises(ConfigError, match="strictly ascending"):
-        sweep_datasets({**section, "labels": [3_993, 200]})
-    with pytest.raises(ConfigError, match="unknown XC dataset 'Nope'"):
-        sweep_datasets({**section, "anchors": ["Nope"]})
 
 
 def _curve(dataset, method, seed, times, p1):
@@ -166,26 +115,3 @@ def test_crossover_points_interpolate_where_the_median_ratio_crosses_one_for_goo
     # d: behind at the largest label count
     assert math.isnan(points.loc["d", "overtakes_above"])
     assert "not ahead at the largest label count" in points.loc["d", "reading"]
-
-
-@pytest.mark.slow
-def test_the_tiny_sweep_writes_the_crossover_table_and_figure(tmp_path):
-    # the sweep's rules end to end on config/ci/crossover.yaml: datasets generated per label
-    # count, per-point budgets, aggregation, then only the crossover outputs (~1 min; the
-    # table is written with 6 significant digits)
-    run_snakemake(tmp_path, REPO / "config/ci/crossover.yaml", "--cores", "2",
-                  "results/crossover.csv", "results/plots/crossover.png")
-    table = pd.read_csv(tmp_path / "results/crossover.csv")
-    assert list(table.columns) == list(CROSSOVER_COLUMNS)
-    assert sorted(zip(table["n_labels"], table["method"], strict=True)) == [
-        (200, "slide"), (200, "tf-full"), (1800, "slide"), (1800, "tf-full")]
-    assert (table["time_budget_s"] == 1.0).all() and (table["step_seconds"] > 0).all()
-    peer = table[table["method"] == "tf-full"]
-    finite = np.isfinite(peer["time_to_target_s"]) & (peer["reference_time_s"] > 0)
-    np.testing.assert_allclose(peer.loc[finite, "tta_ratio"],
-                               peer.loc[finite, "time_to_target_s"]
-                               / peer.loc[finite, "reference_time_s"], rtol=1e-4)
-    np.testing.assert_allclose(peer["step_time_ratio"],
-                               peer["step_seconds"] / peer["reference_step_s"], rtol=1e-4)
-    assert (tmp_path / "results/plots/crossover.png").stat().st_size > 10_000
-    assert "slide vs tf-full" in (tmp_path / "results/logs/crossover.log").read_text()
