@@ -395,18 +395,19 @@ def crossover_figure(
     finite = finite[np.isfinite(finite) & (finite > 0)]
     lo_edge = min(0.1, float(finite.min()) / 1.5) if finite.size else 0.1
     hi_edge = max(10.0, float(finite.max()) * 1.5) if finite.size else 10.0
-    for method, rows in ratios.groupby("method", sort=False):
+    for k, (method, rows) in enumerate(ratios.groupby("method", sort=False)):
         style = styles[method]
         rows = rows.sort_values("n_labels")
         x = rows["n_labels"].to_numpy(dtype=float)
         med = rows["median"].to_numpy(dtype=float)
-        low = np.clip(rows["low"].to_numpy(dtype=float), lo_edge, hi_edge)
-        high = np.clip(rows["high"].to_numpy(dtype=float), lo_edge, hi_edge)
+        low = rows["low"].to_numpy(dtype=float)
+        high = rows["high"].to_numpy(dtype=float)
         drawn = np.isfinite(med) & (med > 0)  # 0 and inf are drawn as triangles at the edges
         left.plot(x[drawn], med[drawn], color=style.color, marker=style.marker, label=method)
-        ok = np.isfinite(low) & np.isfinite(high)
+        ok = np.isfinite(low) & np.isfinite(high) & (low > 0)
         left.fill_between(x, np.where(ok, low, np.nan), np.where(ok, high, np.nan),
                           color=style.color, alpha=0.15, lw=0)
+        x = x * 1.06**k  # peers' triangles side by side
         for xi, m in zip(x, med, strict=True):
             if m == np.inf:
                 left.plot([xi], [hi_edge], marker="^", color=style.color, markersize=9)
