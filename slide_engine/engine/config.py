@@ -78,6 +78,11 @@ class HashConfig:
     #: topup_extra)`` neurons). A collapsed hidden layer sends every query to the same buckets;
     #: uniform negatives until it has diverged (1.0: never, the tables always)
     uniform_above_cos: float = 1.0
+    #: union, training only: draw the ``topup_extra`` neurons only for a batch whose mean
+    #: pairwise query cosine (``query_cos``) is above this (the batch then gets the plain
+    #: union and ``min_active`` top-up); 0: every batch. Extra negatives while the hidden layer
+    #: is collapsed, the paper's active sets once the tables tell the samples apart
+    extra_above_cos: float = 0.0
     #: training only: probe the last this many of the L tables with the query minus the batch's
     #: mean query, the others with the query itself (0: the paper's hashing). ReLU activations
     #: share a large common component (a collapsed hidden layer: every query in a batch nearly
@@ -211,6 +216,10 @@ def _check_hash(name: str, spec: LayerConfig | OutputConfig, dense_below: bool,
         raise ValueError(f"{name}.hash.topup_extra must be >= 0")
     if not 0.0 <= h.uniform_above_cos <= 1.0:
         raise ValueError(f"{name}.hash.uniform_above_cos must be in [0, 1]")
+    if not 0.0 <= h.extra_above_cos <= 1.0:
+        raise ValueError(f"{name}.hash.extra_above_cos must be in [0, 1]")
+    if spec.sampled and h.extra_above_cos > 0.0 and not dense_below:
+        raise ValueError(f"{name}.hash.extra_above_cos needs a dense layer below")
     post = h.topup_extra > 0 or h.topup_correct or h.uniform_above_cos < 1.0
     if h.topup_sampler == "log-uniform" and (h.topup_extra < 1 or not is_output):
         raise ValueError(

@@ -361,8 +361,10 @@ class LayerSampler:
         self.labels_only = make_policy("random", 0, 1, 0, cfg.topup)
         #: per sample of the last selection: where its top-up starts (post_topup only)
         self.found = np.zeros(0, dtype=np.int32)
-        #: whether the last training selection skipped the tables (uniform phase)
+        #: whether the last training selection skipped the tables (uniform phase) / drew the
+        #: ``topup_extra`` neurons (``extra_above_cos``)
         self.last_uniform = False
+        self.last_extra = False
         #: log-uniform top-up: the draw's cumulative probabilities over the neurons, log(1 - p),
         #: -log P(drawn in a batch) of each neuron, batches drawn so far
         self.draw_cdf = np.zeros(0)
@@ -430,7 +432,12 @@ class LayerSampler:
            self.labels_only if uniform else self.policy, weights, scr, *prev, prev_dense,
            self.xbuf, self.center, 0 if uniform else n_center, self.cbuckets, rows, y_indptr,
            y_indices, with_labels, ids, cnt)
-        self._post_topup(parallel, scr, training, ids, cnt, rows.shape[0])
+        extra_now = training and (
+            self.cfg.extra_above_cos == 0.0 or query_cos > self.cfg.extra_above_cos
+        )
+        self._post_topup(parallel, scr, extra_now, ids, cnt, rows.shape[0])
+        if training:
+            self.last_extra = bool(extra_now)
 
     def select_sparse(self, parallel: bool, weights_t: np.ndarray, rows: np.ndarray,
                       x: tuple, y_indptr: np.ndarray, y_indices: np.ndarray, with_labels: bool,
@@ -482,7 +489,7 @@ class LayerSampler:
         (``cfg.topup_correct``; ``ids``, ``cnt``, ``val`` (B, cap), (B,), (B, cap)); with
         ``cfg.correct_labels`` also the first ``n_labels`` (int (B,)) entries, the labels."""
         found = self.found[: cnt.shape[0]]
-        if self.cfg.topup_sampler == "log-uniform":
+        if self.cfg.topup_sampler == "log-uniform" and self.last_extra:
             correct_drawn_logits(found, cnt, ids, val, self.neg_log_p)
             if self.cfg.correct_labels and n_labels is not None:
                 correct_drawn_logits(np.zeros_like(found), n_labels.astype(np.int32), ids, val,

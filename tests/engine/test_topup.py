@@ -254,3 +254,27 @@ def test_label_correction_as_tf_sampled_softmax():
         np.testing.assert_allclose(z[i, :m], neg_log[ids[i, :m]], rtol=1e-5)
         assert not z[i, m:f].any()
         np.testing.assert_allclose(z[i, f: cnt[i]], neg_log[ids[i, f: cnt[i]]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("sampler_kind", ["uniform", "log-uniform"])
+def test_extra_draws_only_while_the_batch_queries_are_collapsed(sampler_kind):
+    # extra_above_cos=0.9: a batch above it gets the union plus the extra draws, a batch below
+    # it exactly the plain union topped up to min_active (the paper's active set)
+    val, y = batch(9)
+    plain = make_sampler(HashConfig(family="simhash", k=6, l=8, min_active=700))
+    cfg = HashConfig(family="simhash", k=6, l=8, min_active=700, topup_extra=300,
+                     topup_sampler=sampler_kind, extra_above_cos=0.9)
+    sampler = make_sampler(cfg)
+    sampler.set_label_counts(np.arange(N_NEURONS)[::-1].copy())
+    ids0, cnt0 = select(plain, val, y, training=True)
+    union = make_sampler(HashConfig(family="simhash", k=6, l=8, min_active=0))
+    _, n_union = select(union, val, y, training=True)
+    ids, cnt = select(sampler, val, y, training=True, query_cos=0.95)
+    assert sampler.last_extra
+    assert np.array_equal(sampler.found[:BATCH], n_union)
+    assert np.all(cnt > n_union) and np.all(cnt <= n_union + 300)
+    ids, cnt = select(sampler, val, y, training=True, query_cos=0.5)
+    assert not sampler.last_extra
+    assert np.array_equal(cnt, cnt0)  # max(union, 700), as the plain union policy
+    for i in range(BATCH):
+        assert set(ids[i, : n_union[i]].tolist()) == set(ids0[i, : n_union[i]].tolist())
