@@ -41,5 +41,7 @@ def test_first_crossing_median_and_range(tmp_path):
     assert out.loc["a", "final P@1"] == "0.0455 [0.0440, 0.0470]"
     assert out.loc["b", "s to 0.04"] == "10.0 (1/2)"
     assert out.loc["b", "s to 0.05"] == "never (0/2)"
+    mod.figure(sorted(tmp_path.glob("*.csv")), [0.04], tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="not a pipeline curve name"):
         mod.run_rows(tmp_path / "oops.csv", [0.04])

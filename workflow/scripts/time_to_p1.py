@@ -3,7 +3,8 @@
 The pipeline's headline measures time to fractions of the best P@1 of a grid; this table answers
 "when does each method reach P@1 0.04 (0.05)" across seeds, as docs/slow-start.md reports:
 
-    python workflow/scripts/time_to_p1.py results/curves/amazon670k-like/*.csv --levels 0.04 0.05
+    python workflow/scripts/time_to_p1.py results/curves/amazon670k-like/*.csv --levels 0.04 0.05 \
+        --figure p1-time.png
 
 A run reaches a level at the training seconds (and iteration) of its first subset evaluation at
 or above it; the median is over the seeds that reached it ("k/n" says how many), the range over
@@ -86,14 +87,48 @@ def table(paths: list[Path], levels: list[float]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def figure(paths: list[Path], levels: list[float], out: Path) -> None:
+    """P@1 on the test subset against training seconds, one line per run (seed 0 solid, other
+    seeds dashed), the levels as dotted lines; written to ``out`` (PNG or SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors: dict[str, str] = {}
+    for path in sorted(paths):
+        match = _NAME.match(path.stem)
+        if match is None:
+            raise ValueError(f"{path}: not a pipeline curve name")
+        curve = pd.read_csv(path)
+        sub = curve[curve["eval_set"] == "subset"].sort_values("train_seconds")
+        color = colors.setdefault(match["method"], f"C{len(colors)}")
+        ax.plot(sub["train_seconds"], sub["p_at_1"], color=color, marker="o", ms=2.5, lw=1.2,
+                ls="-" if match["seed"] == "0" else "--",
+                label=f"{match['method']} (seed {match['seed']})")
+    for level in levels:
+        ax.axhline(level, color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("P@1 (test subset)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the table as Markdown."""
+    """Print the table as Markdown (and draw the figure with ``--figure``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("curves", nargs="+", type=Path, help="pipeline curve CSVs")
     parser.add_argument("--levels", nargs="+", type=float, default=[0.04, 0.05])
+    parser.add_argument("--figure", type=Path, help="also draw P@1 against training seconds")
     args = parser.parse_args(argv)
     try:
         result = table(args.curves, args.levels)
+        if args.figure is not None:
+            figure(args.curves, args.levels, args.figure)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
