@@ -334,7 +334,10 @@ def _clause(method: str, peer: str, row: Mapping[str, Any], budget: float) -> st
     p_ok = row["peer_reached"] == row["n_seeds"]
     ratio = row["tta_ratio_median"]
     if s_ok and p_ok:
-        if ratio >= 1:
+        if ratio == 1:
+            return (f"{method} and {peer} reached P@1 {p1:.3g} ({pct}) at the same time "
+                    f"({row['slide_time_s']:.3g} s; {_seeds_note(row)})")
+        if ratio > 1:
             return (f"{method} reached P@1 {p1:.3g} ({pct}) {_times(ratio)} sooner than {peer} "
                     f"({row['slide_time_s']:.3g} s against {row['peer_time_s']:.3g} s; "
                     f"{_seeds_note(row)})")

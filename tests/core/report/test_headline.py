@@ -95,6 +95,19 @@ def test_never_reached_gives_inf_or_zero_and_an_honest_verdict():
                                       "sooner than slide")
 
 
+def test_a_tie_is_called_a_tie_not_one_times_sooner():
+    # both reach the grid's best 0.5 (levels 0.25, 0.45) first at the same evaluation, 8 s
+    head, _, _ = tables(
+        run_rows("slide", 0, [(0, 0.0), (4, 0.2), (8, 0.5)], 100, 0.5),
+        run_rows("tf-full", 0, [(0, 0.0), (4, 0.2), (8, 0.5)], 40, 0.5),
+    )
+    row = head.iloc[0]
+    assert row["tta_ratio_median"] == pytest.approx(1.0)
+    assert row["verdict"].startswith("slide and tf-full reached P@1 0.45 (90% of the grid's "
+                                     "best) at the same time (8 s; 1 seed)")
+    assert "sooner" not in row["verdict"]
+
+
 def test_a_run_stopped_by_the_epoch_cap_is_flagged():
     head, _, _ = tables(
         run_rows("slide", 0, [(0, 0.0), (3, 0.5)], 100, 0.5, reason="completed 3 epochs"),
