@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from baselines.config import BaselineConfig
 from slide_bench.cli import (
     add_run_arguments,
+    add_set_argument,
     from_dict,
     load_config,
     main_guard,
@@ -68,14 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, default=6, help="batches to time (+1 warm-up)")
     bench.add_argument("--batch-size", type=int, default=128, help="points per batch")
     bench.add_argument("--config", help="YAML config file (method settings)")
-    bench.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one method setting (e.g. adam=lazy); repeatable",
-    )
+    add_set_argument(bench, "override one method setting (e.g. adam=lazy); repeatable")
     bench.add_argument("--debug", action="store_true", help="show tracebacks")
     doctor = commands.add_parser(
         "doctor",

@@ -91,7 +91,7 @@ from typing import Any
 
 import numpy as np
 
-from slide_bench.cli import nest, parse_sets
+from slide_bench.cli import add_set_argument, nest, parse_sets
 from slide_bench.machine import measure_bandwidth, measure_row_update
 from slide_bench.methods import Method, get_method, method_names
 
@@ -716,11 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(method_names())}")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="SLIDE config override (as python -m slide_engine train --set); "
-                   "repeatable")
-    p.add_argument("--tf-set", dest="tf_sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="TF baseline config override (BaselineConfig keys); repeatable")
+    add_set_argument(p, "SLIDE config override (as python -m slide_engine train --set); "
+                     "repeatable")
+    add_set_argument(p, "TF baseline config override (BaselineConfig keys); repeatable",
+                     flag="--tf-set", dest="tf_sets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accuracy-seconds", type=float, default=0.0,
                    help="also train each method this many seconds (max threads) and report "

@@ -59,15 +59,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-name", help="dataset name written in the curve rows")
     parser.add_argument("--checkpoint", help="checkpoint file (default: <out>.ckpt.npz)")
     parser.add_argument("--config", help="YAML config file (run: section + method settings)")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, dotted keys (e.g. run.batch_size=256); repeatable",
+    add_set_argument(
+        parser, "override one config value, dotted keys (e.g. run.batch_size=256); repeatable"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def add_set_argument(
+    parser: argparse.ArgumentParser, help: str, flag: str = "--set", dest: str = "sets"
+) -> None:
+    """Add a repeatable ``KEY=VALUE`` override flag (read with :func:`parse_sets`) to ``parser``."""
+    parser.add_argument(flag, dest=dest, action="append", default=[], metavar="KEY=VALUE",
+                        help=help)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

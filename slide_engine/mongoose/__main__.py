@@ -32,7 +32,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from slide_bench.cli import from_dict, load_config, main_guard, split_set
+from slide_bench.cli import add_set_argument, from_dict, load_config, main_guard, split_set
 from slide_bench.data import generate, load_dataset, shuffle
 from slide_bench.data.repo_zip import read_repo_zip
 from slide_bench.data.synthetic import resolve_spec
@@ -56,23 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic", help="synthetic preset name (uses --synth-set)")
     cmd.add_argument("--test", help="test set (.txt or .npz) with --train")
     cmd.add_argument("--split", type=int, default=1, help="split column of a repository zip")
-    cmd.add_argument(
-        "--synth-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a synthetic spec field, e.g. n_train=50000; repeatable",
-    )
+    add_set_argument(cmd, "override a synthetic spec field, e.g. n_train=50000; repeatable",
+                     flag="--synth-set", dest="synth_set")
     cmd.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     cmd.add_argument("--out-dir", required=True, help="directory for curves and summary.json")
-    cmd.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="engine, run.* or mongoose.* value; repeatable",
-    )
+    add_set_argument(cmd, "engine, run.* or mongoose.* value; repeatable")
     cmd.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
