@@ -22,7 +22,12 @@ from slide_bench.errors import ConfigError
 from slide_engine.engine import HashConfig, SlideConfig, SlideNetwork
 from slide_engine.engine.instrumentation import mean_pairwise_cosine
 from slide_engine.engine.kernels import SERIAL
-from slide_engine.engine.sampling import LayerSampler, correct_topup_logits
+from slide_engine.engine.sampling import (
+    LayerSampler,
+    append_parallel,
+    append_serial,
+    correct_topup_logits,
+)
 
 N_NEURONS, DIM, BATCH = 5000, 16, 12
 
@@ -278,3 +283,30 @@ def test_extra_draws_only_while_the_batch_queries_are_collapsed(sampler_kind):
     assert np.array_equal(cnt, cnt0)  # max(union, 700), as the plain union policy
     for i in range(BATCH):
         assert set(ids[i, : n_union[i]].tolist()) == set(ids0[i, : n_union[i]].tolist())
+
+
+def test_appending_drawn_neurons_is_the_same_on_one_thread_and_in_parallel():
+    # per-sample work with per-thread marks: the parallel kernel must give the serial result
+    # (the sample's own neurons in front, then the candidates it lacks, in candidate order)
+    sampler = LayerSampler(HashConfig(), N_NEURONS, DIM, is_output=True, max_labels=3, seed=3,
+                           layer_index=1, threads=2)
+    rng = np.random.default_rng(5)
+    own = np.zeros((BATCH, 400), dtype=np.int32)
+    cnt = rng.integers(0, 50, size=BATCH).astype(np.int32)
+    for i in range(BATCH):
+        own[i, : cnt[i]] = rng.choice(300, cnt[i], replace=False)
+    cand = rng.choice(300, 120, replace=False).astype(np.int32)
+    results = []
+    for fn in (append_serial, append_parallel):
+        ids, c, found = own.copy(), cnt.copy(), np.zeros(BATCH, dtype=np.int32)
+        fn(sampler.scratch, cand, ids, c, found)
+        results.append((ids, c, found))
+    (ids, c, found), (ids_p, c_p, found_p) = results
+    np.testing.assert_array_equal(found, cnt)
+    for i in range(BATCH):
+        kept = list(own[i, : cnt[i]])
+        expect = kept + [j for j in cand if j not in set(kept)]
+        assert list(ids[i, : c[i]]) == expect
+    np.testing.assert_array_equal(ids_p, ids)
+    np.testing.assert_array_equal(c_p, c)
+    np.testing.assert_array_equal(found_p, found)
