@@ -147,31 +147,29 @@ def test_the_registry_names_plugins_that_exist_and_fit_the_contract() -> None:
         assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), module
 
 
-@pytest.mark.slow  # a fresh interpreter (what an import pulls in)
-def test_importing_the_core_imports_no_method_package() -> None:
+def loaded_after_import(modules: str, watched: tuple[str, ...]) -> list[str]:
+    """The ``watched`` top-level modules a fresh interpreter holds after importing ``modules``."""
     import subprocess
     import sys
 
-    code = ("import sys, slide_bench.bench, slide_bench.methods, slide_bench.harness, "
-            "slide_bench.cli, slide_bench.report.summary; "
-            "print(sorted(m for m in ('slide_engine', 'baselines', 'tensorflow') "
-            "if m in sys.modules))")
+    code = f"import sys, {modules}; print(sorted(m for m in {watched!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=REPO)
-    assert proc.stdout.strip() == "[]"
+    return ast.literal_eval(proc.stdout)
+
+
+@pytest.mark.slow  # a fresh interpreter (what an import pulls in)
+def test_importing_the_core_imports_no_method_package() -> None:
+    assert loaded_after_import(
+        "slide_bench.bench, slide_bench.methods, slide_bench.harness, slide_bench.cli, "
+        "slide_bench.report.summary", ("slide_engine", "baselines", "tensorflow")) == []
 
 
 @pytest.mark.slow  # a fresh interpreter (what an import pulls in)
 def test_the_report_and_run_log_need_neither_numba_nor_gdown() -> None:
     # the report's environment (curves in, tables and figures out) stays small: the run log and
     # the report modules import no Numba, no downloader and no method
-    import subprocess
-    import sys
-
-    code = ("import sys, slide_bench.runlog, slide_bench.report.summary, "
-            "slide_bench.report.headline, slide_bench.report.figures, slide_bench.report.runs; "
-            "print(sorted(m for m in ('numba', 'gdown', 'tensorflow', 'slide_engine', "
-            "'baselines') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=REPO)
-    assert proc.stdout.strip() == "[]"
+    assert loaded_after_import(
+        "slide_bench.runlog, slide_bench.report.summary, slide_bench.report.headline, "
+        "slide_bench.report.figures, slide_bench.report.runs",
+        ("numba", "gdown", "tensorflow", "slide_engine", "baselines")) == []
