@@ -13,7 +13,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["config/config.yaml", "config/paper-delicious.yaml", "config/paper-amazon.yaml",
            "config/amazon670k-like.yaml", "config/ci/config.yaml", "config/crossover.yaml",
-           "config/crossover-cluster.yaml", "config/ci/crossover.yaml"]
+           "config/crossover-cluster.yaml", "config/ci/crossover.yaml",
+           "config/amazon670k-like-start.yaml", "config/amazon670k-like-start-independent.yaml"]
 FIGURES = ("convergence-time", "convergence-iter", "thread-scaling", "time-to-accuracy", "sampling")
 # a dry run checks that the CI config's Bibtex zip exists
 DRY_RUN_CONFIGS = [pytest.param(c, marks=pytest.mark.bibtex) if c == "config/ci/config.yaml"
