@@ -110,7 +110,7 @@ def test_dry_run_commands_carry_the_grid_point_and_the_method_settings():
 @pytest.mark.slow
 def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path):
     def dense_for_one(config):
-        config["optimizer"] = {"adam": "dense", "lr": 0.02}
+        config["optimizer"] = {"adam": "dense", "lr": 0.02, "eps": 1.28e-6}
         config["methods"]["tf-full"]["set"] = {"adam": "lazy"}
 
     proc = snakemake("-n", "-p", "--forceall", "--configfile",
@@ -123,6 +123,7 @@ def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path
         want = "--set adam=lazy" if "--model full" in line else "--set adam=dense"
         assert line.split("--set adam=")[-1].split()[0] == want.split("=")[-1], line
         assert "--set lr=0.02" in line
+        assert "--set eps=1.28e-06" in line
 
 
 @pytest.mark.parametrize("configfile", CONFIGS)

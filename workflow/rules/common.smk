@@ -275,11 +275,12 @@ def get_train_command(wildcards):
 
 def get_optimizer_settings():
     """Engine settings of the optimiser shared by every method of the grid, `optimizer.adam`
-    (and `optimizer.lr` when set); a method's `set` may override them explicitly."""
+    (and `optimizer.lr`, `optimizer.eps` when set); a method's `set` may override them."""
     shared = config["optimizer"]
     settings = {"adam": shared["adam"]}
-    if shared["lr"] is not None:
-        settings["lr"] = shared["lr"]
+    for key in ("lr", "eps"):
+        if shared[key] is not None:
+            settings[key] = shared[key]
     return settings
 
 
