@@ -229,3 +229,4 @@ def test_schema_fills_defaults_of_omitted_sections(tmp_path):
     assert "--eval-every 50" in proc.stdout and "--set adam=lazy" in proc.stdout
     assert "--time-budget 60 " in proc.stdout
     assert "--set run.batch_size=128" in proc.stdout
+    assert "--set eps=" not in proc.stdout  # each engine's own eps unless the config names one
