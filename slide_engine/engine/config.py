@@ -90,6 +90,15 @@ class HashConfig:
     #: find each sample's own neurons (docs/performance.md). Needs a dense layer below and a
     #: table-based policy (union, threshold, vanilla, topk-count)
     center_tables: int = 0
+    #: output layer, SimHash only: hash for inner products instead of angles (Neyshabur &
+    #: Srebro's simple LSH). A neuron ``x = [w, b]`` (weight row and bias) is stored under
+    #: SimHash of ``[x, sqrt(M^2 - |x|^2)]`` and a query ``h`` probes with ``[h, 1, 0]``, so
+    #: the neurons that share its buckets are those with the largest logit ``w.h + b``, not
+    #: the smallest angle. ``M`` is the largest ``|x|`` at the last full rebuild (the first
+    #: build, a redraw, or a scheduled rebuild that re-hashes a neuron grown past ``M``: that
+    #: rebuild re-hashes every neuron with the new ``M``); otherwise incremental rebuilds keep
+    #: ``M``. Not with ``center_tables`` or the mongoose schedule
+    mips: bool = False
     #: threshold policy: keep neurons found in at least this many of the L probed buckets
     threshold: int = 2
     #: table maintenance: "reference" rebuilds every ``rebuild_every_samples`` training samples
@@ -195,6 +204,8 @@ class SlideConfig:
         for i, spec in enumerate(specs):
             _check_hash(names[i], spec, dense_below=i > 0 and not specs[i - 1].sampled,
                         is_output=i == len(specs) - 1)
+            if spec.sampled and spec.hash.mips:
+                _check_mips(names[i], spec.hash, output_above_hidden=0 < i == len(specs) - 1)
 
     @property
     def accumulate_mode(self) -> Literal["hogwild", "rows"]:
@@ -244,3 +255,20 @@ def _check_hash(name: str, spec: LayerConfig | OutputConfig, dense_below: bool,
         raise ValueError(
             f"{name}.hash.center_tables needs a table-based policy, not {h.policy!r}"
         )
+
+
+def _check_mips(name: str, h: HashConfig, output_above_hidden: bool) -> None:
+    """Raise ValueError when ``h.mips`` cannot work: SimHash on the output layer above a
+    hidden layer only, not with centred tables or the mongoose schedule."""
+    if h.family != "simhash":
+        raise ValueError(
+            f"{name}.hash.mips (inner-product hashing) is supported by family 'simhash' "
+            f"only, not {h.family!r}: the transform turns inner products into angles, "
+            "which SimHash hashes; WTA, DWTA and MinHash do not"
+        )
+    if not output_above_hidden:
+        raise ValueError(f"{name}.hash.mips: the output layer above a hidden layer only")
+    if h.center_tables:
+        raise ValueError(f"{name}.hash.mips does not combine with center_tables")
+    if h.schedule == "mongoose":
+        raise ValueError(f"{name}.hash.mips does not combine with the mongoose schedule")

@@ -165,6 +165,8 @@ class SlideNetwork(TrainingStep, Instrumentation, Inference, Persistence):
         self._step = 0
         self._seen = 0
         self._buffers = None
+        for index, sampler in self._samplers.items():
+            sampler.neuron_bias = lambda i=index: self.layers[i].b
         with thread_budget(self.threads):
             for index, sampler in self._samplers.items():
                 sampler.build(self._neuron_rows(index))

@@ -35,8 +35,10 @@ from slide_engine.lsh import (
     TableArrays,
     hash_dense,
     make_policy,
+    mips_norm,
     out_capacity,
     query_dense,
+    query_dense_mips,
     query_sparse,
     select_active,
     start_shared_topup,
@@ -58,7 +60,7 @@ _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
 @njit(cache=True)
 def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                       prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr, y_indices,
-                      with_labels, ids, cnt):
+                      with_labels, mips, ids, cnt):
     tid = numba.get_thread_id()
     m = prev_cnt[i]
     if prev_dense:
@@ -71,6 +73,10 @@ def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, p
     r = rows[i]
     lo = y_indptr[r]
     hi = y_indptr[r + 1] if with_labels else lo
+    if mips:  # inner-product tables: the query is hashed as [x, 1, 0] (no centred tables)
+        cnt[i] = query_dense_mips(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid,
+                                  ids[i])
+        return
     if n_center == 0:
         cnt[i] = query_dense(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid, ids[i])
         return
@@ -94,7 +100,7 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
                         prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
                         xbuf: np.ndarray, center: np.ndarray, n_center: int,
                         cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
-                        y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
+                        y_indices: np.ndarray, with_labels: bool, mips: bool, ids: np.ndarray,
                         cnt: np.ndarray) -> None:
     """Active sets of a layer whose input is the previous layer's activations.
 
@@ -119,13 +125,16 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
         Dataset rows of the batch; ``y_indptr``/``y_indices`` their label CSR.
     with_labels : bool
         Put the sample's labels first (output layer in training).
+    mips : bool
+        The tables hash for inner products: probe with ``[x, 1, 0]``
+        (:func:`~slide_engine.lsh.query_dense_mips`); ``n_center`` must be 0.
     ids, cnt : int32 (B, cap), int32 (B,)
         Written: active ids and counts.
     """
     for i in range(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                           prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
-                          y_indices, with_labels, ids, cnt)
+                          y_indices, with_labels, mips, ids, cnt)
 
 
 @njit(cache=True, parallel=True)
@@ -134,13 +143,13 @@ def select_dense_parallel(hf: HashFunctions, tables: TableArrays, policy: Select
                           prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
                           xbuf: np.ndarray, center: np.ndarray, n_center: int,
                           cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
-                          y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
-                          cnt: np.ndarray) -> None:
+                          y_indices: np.ndarray, with_labels: bool, mips: bool,
+                          ids: np.ndarray, cnt: np.ndarray) -> None:
     """Parallel twin of :func:`select_dense_serial`."""
     for i in prange(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                           prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
-                          y_indices, with_labels, ids, cnt)
+                          y_indices, with_labels, mips, ids, cnt)
 
 
 @njit(cache=True)
@@ -379,8 +388,12 @@ class LayerSampler:
         self.mongoose: MongoosePolicy | None = None
         self.index = LSHIndex(n_neurons, dim, cfg.family, cfg.k, cfg.l, cfg.n_buckets,
                               cfg.bucket_capacity, cfg.replacement, self._draw_seed(),
-                              order=cfg.insert_order, packing=cfg.packing,
+                              order=cfg.insert_order, mips=cfg.mips, packing=cfg.packing,
                               bin_size=cfg.bin_size)
+        #: mips: returns the layer's biases, float32 (n_neurons,) (set by the network)
+        self.neuron_bias: Callable[[], np.ndarray] | None = None
+        #: mips: full rebuilds a scheduled rebuild made because a neuron outgrew ``M``
+        self.mips_full_rebuilds = 0
         self.scratch = self.index.make_scratch(threads, self._draw_seed(salt=1))
         self.capacity = out_capacity(self.policy, self.index.tables,
                                      max_labels if is_output else 0)
@@ -431,7 +444,7 @@ class LayerSampler:
         fn(self.index.hash_functions, self.index.tables,
            self.labels_only if uniform else self.policy, weights, scr, *prev, prev_dense,
            self.xbuf, self.center, 0 if uniform else n_center, self.cbuckets, rows, y_indptr,
-           y_indices, with_labels, ids, cnt)
+           y_indices, with_labels, self.index.mips, ids, cnt)
         extra_now = training and (
             self.cfg.extra_above_cos == 0.0 or query_cos > self.cfg.extra_above_cos
         )
@@ -525,12 +538,20 @@ class LayerSampler:
 
     # -------------------------------------------------------------- maintenance
 
+    def _bias(self) -> np.ndarray | None:
+        # the biases the inner-product tables hash with the weights (None: angle tables)
+        if not self.index.mips:
+            return None
+        if self.neuron_bias is None:
+            raise RuntimeError("mips tables need the layer's biases: set neuron_bias first")
+        return self.neuron_bias()
+
     def build(self, neuron_rows: np.ndarray) -> None:
         """Hash every neuron (``neuron_rows`` float32 (n_neurons, dim)) and rebuild the tables.
 
         The initial build: no neuron has taken an Adam step yet.
         """
-        self.index.build(neuron_rows)
+        self.index.build(neuron_rows, self._bias())
         self.built_row_step = np.zeros(self.index.n_neurons, dtype=np.int64)
 
     def start_mongoose(self, weights: np.ndarray, bias: np.ndarray) -> None:
@@ -588,7 +609,7 @@ class LayerSampler:
         action = self.schedule.action(before, after)
         if action == "redraw":
             self.draws += 1
-            self.index.redraw(neuron_rows(), self._draw_seed())
+            self.index.redraw(neuron_rows(), self._draw_seed(), self._bias())
             self._snapshot(row_step)
         elif action == "rebuild":
             self.rebuild(neuron_rows(), row_step)
@@ -597,14 +618,21 @@ class LayerSampler:
     def rebuild(self, neuron_rows: np.ndarray, row_step: np.ndarray | None = None) -> None:
         """Rebuild the tables with the current hash functions (the schedule's "rebuild").
 
-        ``neuron_rows`` float32 (n_neurons, dim); ``row_step`` as in :meth:`maintain`.
+        ``neuron_rows`` float32 (n_neurons, dim); ``row_step`` as in :meth:`maintain`. With
+        ``cfg.mips`` a rebuild that would re-hash a neuron whose norm ``|[w, b]|`` now exceeds
+        the transform's ``M`` re-hashes every neuron instead, with ``M`` taken anew.
         """
         changed = (
             None
             if row_step is None or self.built_row_step.shape != row_step.shape
             else np.flatnonzero(row_step != self.built_row_step)
         )
-        self.index.rebuild(neuron_rows, changed)
+        bias = self._bias()
+        if (bias is not None and changed is not None and changed.size
+                and mips_norm(neuron_rows, bias, changed) > self.index.mips_m):
+            changed = None
+            self.mips_full_rebuilds += 1
+        self.index.rebuild(neuron_rows, changed, bias)
         self._snapshot(row_step)
 
     def _snapshot(self, row_step: np.ndarray | None) -> None:
@@ -624,6 +652,8 @@ class LayerSampler:
         out[prefix + "draws"] = np.array([self.draws], dtype=np.int64)
         out[prefix + "built_row_step"] = self.built_row_step
         out[prefix + "cand_draws"] = np.array([self.cand_draws], dtype=np.int64)
+        if self.index.mips:
+            out[prefix + "mips_m"] = np.array([self.index.mips_m], dtype=np.float64)
         if self.mongoose is not None:
             out.update(self.mongoose.state_dict(prefix + "mongoose."))
         return out
@@ -638,7 +668,7 @@ class LayerSampler:
         draws = int(np.asarray(state[prefix + "draws"])[0])
         if draws != self.draws:
             self.draws = draws
-            self.index.redraw(neuron_rows(), self._draw_seed())
+            self.index.redraw(neuron_rows(), self._draw_seed(), self._bias())
         tables = self.index.tables
         for name in _TABLE:
             dst = getattr(tables, name)
@@ -656,6 +686,10 @@ class LayerSampler:
             state.get(prefix + "built_row_step", np.zeros(0)), dtype=np.int64
         )
         self.cand_draws = int(np.asarray(state.get(prefix + "cand_draws", [0]))[0])
+        if self.index.mips:  # the M the stored tables were hashed with
+            if prefix + "mips_m" not in state:
+                raise ValueError(f"{prefix}mips_m: absent; the state was not saved with mips")
+            self.index.mips_m = float(np.asarray(state[prefix + "mips_m"])[0])
         self.scratch.mark[...] = 0
         self.scratch.stamp[...] = 0
         if self.mongoose is not None:

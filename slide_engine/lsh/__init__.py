@@ -5,7 +5,7 @@ code, e.g. inside a ``prange`` loop over samples; n neurons, d input dim, l tabl
 buckets per table, T threads)::
 
     hf = make_hash_functions(family, dim, k, l, n_buckets, seed, packing="concat", bin_size=8,
-                             code_bits=None, simhash_density=1/3, minhash_topk=32)
+                             code_bits=None, simhash_density=1/3, minhash_topk=32, mips=False)
                                             # family: simhash | wta | dwta | minhash
                                             # packing: concat | reference-overlap-2bit
     hash_scratch_sizes(hf) -> (n_float, n_int)
@@ -16,6 +16,14 @@ buckets per table, T threads)::
     hash_dense(hf, x, fbuf, codes, buckets (l,) i32)                                  [njit]
     hash_sparse(hf, x_idx, x_val, fbuf, codes, buckets)                               [njit]
     hash_rows(hf, weights (n, d) f32, rows (m,) i32, out (l, m) i32)       # parallel over rows
+
+    # inner-product (MIPS) SimHash, hf from make_hash_functions(..., mips=True): neuron
+    # [w, b, sqrt(M^2-|w|^2-b^2)], query [x, 1, 0] (Neyshabur & Srebro's simple LSH)
+    hash_rows_mips(hf, weights (n, d) f32, bias (n,) f32, M, rows (m,) i32, out (l, m) i32)
+    hash_dense_mips(hf, x (d,) f32, fbuf, codes, buckets (l,) i32)                   [njit]
+    mips_extra(w (d,) f32, b, M^2) -> sqrt(max(M^2 - |w|^2 - b^2, 0))               [njit]
+    mips_norm(weights, bias, rows=None) -> largest |[w_i, b_i]| (M)
+    query_dense_mips(hf, tables, policy, x, labels, weights, scr, tid, out)          [njit]
 
     tables = allocate_tables(n, l, hf.n_buckets, capacity=128, replacement="fifo"|"reservoir",
                              rng_states (l,) u64, order="random"|"ascending")
@@ -39,8 +47,10 @@ buckets per table, T threads)::
     select_exact_topk / select_exact_topk_sparse                                       [njit]
 
     LSHIndex(n, d, family="dwta", k=6, l=50, n_buckets=2**18, capacity=128,
-             replacement="fifo", seed=0, n_threads=None, order="random", **family_options)
-        .build(W) .redraw(W, seed) .reinsert(W, rows) .query(x, labels, policy, weights)
+             replacement="fifo", seed=0, n_threads=None, order="random", mips=False,
+             **family_options)
+        .build(W, bias=None) .rebuild(W, changed=None, bias=None) .redraw(W, seed, bias=None)
+        .reinsert(W, rows, bias=None) .query(x, labels, policy, weights) .mips_m
         .make_scratch(T) .bucket(t, b) .nbytes .hash_functions .tables
 
     ReferenceSchedule(rebuild_every=6400, redraw_every=128000),         # counted in samples
@@ -64,8 +74,12 @@ from .hashing import (
     hash_codes_dense,
     hash_codes_sparse,
     hash_dense,
+    hash_dense_mips,
     hash_rows,
+    hash_rows_mips,
     hash_sparse,
+    mips_extra,
+    mips_norm,
     pack_codes,
 )
 from .index import LSHIndex, numba_threads
@@ -79,6 +93,7 @@ from .selection import (
     make_scratch,
     out_capacity,
     query_dense,
+    query_dense_mips,
     query_sparse,
     select_active,
     select_exact_topk,
@@ -107,9 +122,10 @@ __all__ = [
     "HashFunctions", "LSHIndex", "ReferenceSchedule", "SelectPolicy", "SelectScratch",
     "TableArrays",
     "allocate_tables", "bucket_ids", "build_tables", "densify", "fold_packed", "hash_codes_dense",
-    "hash_codes_sparse", "hash_dense", "hash_rows", "hash_scratch_sizes", "hash_sparse",
-    "make_hash_functions", "make_policy", "make_scratch", "numba_threads", "out_capacity",
-    "pack_codes", "query_dense", "query_sparse", "reinsert", "select_active",
+    "hash_codes_sparse", "hash_dense", "hash_dense_mips", "hash_rows", "hash_rows_mips",
+    "hash_scratch_sizes", "hash_sparse", "make_hash_functions", "make_policy", "make_scratch",
+    "mips_extra", "mips_norm", "numba_threads", "out_capacity", "pack_codes", "query_dense",
+    "query_dense_mips", "query_sparse", "reinsert", "select_active",
     "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
     "select_topk_count", "select_union", "select_vanilla", "start_shared_topup",
     "table_coverage", "tables_nbytes",

@@ -57,6 +57,10 @@ class HashFunctions(NamedTuple):
     """WTA/DWTA: int64 (dim+1,), CSR pointers of ``inv_slot`` by coordinate; else (1,)."""
     inv_slot: np.ndarray
     """WTA/DWTA: int32 (nnz,), slots ``f * bin_size + p`` where a coordinate appears; else (0,)."""
+    mips_proj: np.ndarray
+    """Inner-product SimHash: float32 (2, k*l), the projections of the bias coordinate (row 0)
+    and of the transform's extra coordinate (row 1), Gaussian with the variance of a ``proj``
+    entry; else shape (0, 0)."""
 
 
 def _bits_for(n: int) -> int:
@@ -87,10 +91,21 @@ def _inverse(bins: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return ptr, order
 
 
+def _mips_projections(family: str, mips: bool, n_fun: int, density: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    # the bias's and the extra coordinate's projections: Gaussian, the variance of a sparse
+    # +-1 entry of density ``density``; (0, 0) without mips
+    if not mips:
+        return np.zeros((0, 0), dtype=np.float32)
+    if family != "simhash":
+        raise ValueError(f"mips (inner-product hashing) needs family 'simhash', not {family!r}")
+    return (rng.standard_normal((2, n_fun)) * np.sqrt(density)).astype(np.float32)
+
+
 def make_hash_functions(family: str, dim: int, k: int, l: int, n_buckets: int,  # noqa: E741
                         seed: int, packing: str = "concat", bin_size: int = 8,
                         code_bits: int | None = None, simhash_density: float = 1.0 / 3.0,
-                        minhash_topk: int = 32) -> HashFunctions:
+                        minhash_topk: int = 32, mips: bool = False) -> HashFunctions:
     """Draw the K*L hash functions of one family.
 
     Parameters
@@ -122,6 +137,13 @@ def make_hash_functions(family: str, dim: int, k: int, l: int, n_buckets: int,  
         Fraction of coordinates with a nonzero sign in each SimHash projection.
     minhash_topk : int
         MinHash set size (the largest nonzero coordinates); 0 takes every nonzero coordinate.
+    mips : bool
+        SimHash only: also draw ``mips_proj``, the projections of two more coordinates (a
+        neuron's bias and the inner-product transform's ``sqrt(M^2 - |x|^2)``). They are
+        Gaussian, N(0, ``simhash_density``): each is one coordinate that can carry most of a
+        transformed vector's norm, where a sparse +-1 entry (0 with probability 2/3) would be
+        far from the Gaussian projection that SimHash's ``1 - theta / pi`` assumes. ``dim`` stays
+        the weight rows' dimension D.
 
     Returns
     -------
@@ -164,12 +186,14 @@ def make_hash_functions(family: str, dim: int, k: int, l: int, n_buckets: int,  
     if n_buckets >= 2**31:
         raise ValueError(f"n_buckets must be below 2**31, got {n_buckets}")
     hseed = np.uint64(rng.integers(0, 2**63, dtype=np.int64))
+    mips_proj = _mips_projections(family, mips, n_fun, simhash_density, rng)
     largest = _largest_packed(k, bits, pack)
     return HashFunctions(fam, k, l, dim, bits, pack, min(n_buckets, largest + 1),
                          largest + 1 > n_buckets,
                          bin_size if fam in (FAMILY_WTA, FAMILY_DWTA) else 1,
                          int(minhash_topk), hseed, np.ascontiguousarray(proj),
-                         np.ascontiguousarray(bins), inv_ptr, inv_slot)
+                         np.ascontiguousarray(bins), inv_ptr, inv_slot,
+                         np.ascontiguousarray(mips_proj))
 
 
 def hash_scratch_sizes(hf: HashFunctions) -> tuple[int, int]:

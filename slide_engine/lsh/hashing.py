@@ -438,3 +438,177 @@ def hash_rows(hf: HashFunctions, weights: np.ndarray, rows: np.ndarray,
         return
     n_float, n_int = hash_scratch_sizes(hf)
     _hash_rows(hf, weights, rows, out, n_float, n_int)
+
+
+# ---------------------------------------------------------------- inner-product (MIPS) SimHash
+#
+# Neyshabur & Srebro's "simple LSH": a neuron x = [w, b] (weight row and bias, |x| <= M) becomes
+# P(x) = [x / M, sqrt(1 - |x|^2 / M^2)] and a query h becomes Q = [h, 1, 0] / |[h, 1]|; the angle
+# between P(x) and Q is monotone in the inner product w.h + b, so SimHash over these D + 2
+# coordinates collides with probability 1 - theta / pi, highest for the largest logit. The
+# projection of the D weight coordinates is ``hf.proj`` (hf.dim = D), those of the bias and the
+# extra coordinate are the Gaussian rows of ``hf.mips_proj``. Positive scales do not change a
+# sign, so the kernels project x and sqrt(M^2 - |x|^2) unscaled, and the query [h, 1, 0]
+# unnormalised. A neuron with |x| > M (it grew after M was taken) gets the extra coordinate 0.
+
+
+@njit(cache=True)
+def mips_extra(w: np.ndarray, b: float, m2: float) -> float:
+    """The transform's extra coordinate ``sqrt(max(M^2 - |w|^2 - b^2, 0))`` (float64 sums).
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        float32 (D,), a neuron's weight row.
+    b : float
+        Its bias.
+    m2 : float
+        ``M^2``, the squared largest norm of ``[w, b]`` at the last full build.
+    """
+    n2 = np.float64(b) * np.float64(b)
+    for j in range(w.shape[0]):
+        n2 += np.float64(w[j]) * np.float64(w[j])
+    return np.sqrt(max(m2 - n2, 0.0))
+
+
+@njit(cache=True)
+def hash_dense_mips(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray, codes: np.ndarray,
+                    buckets: np.ndarray) -> None:
+    """Buckets of a query under the inner-product transform: SimHash of ``[x, 1, 0]``.
+
+    Parameters
+    ----------
+    hf : HashFunctions
+        SimHash functions drawn with ``mips=True`` (``hf.dim = D``).
+    x : numpy.ndarray
+        float32 (>= D,), the query (the layer's input); entries past ``D`` are not read.
+    fbuf, codes : numpy.ndarray
+        Scratch as in :func:`hash_codes_dense`.
+    buckets : numpy.ndarray
+        int32 (l,), output.
+    """
+    n_fun = hf.k * hf.l
+    acc = fbuf
+    acc[:n_fun] = 0.0
+    proj = hf.proj
+    for j in range(hf.dim):
+        v = x[j]
+        if v != 0.0:
+            row = proj[j]
+            for f in range(n_fun):
+                acc[f] += v * np.float32(row[f])
+    pb = hf.mips_proj[0]  # the bias's constant input 1; the extra coordinate's 0 adds nothing
+    for f in range(n_fun):
+        acc[f] += pb[f]
+        codes[f] = 1 if acc[f] > 0.0 else 0
+    pack_codes(hf, codes, buckets)
+
+
+@njit(cache=True, parallel=True)
+def _hash_rows_mips(hf, weights, bias, m2, rows, out):
+    # the per-row kernel: each row's D + 2 projections summed directly
+    n = rows.shape[0]
+    n_fun = hf.k * hf.l
+    d = hf.dim
+    proj = hf.proj
+    pb = hf.mips_proj[0]
+    pe = hf.mips_proj[1]
+    for r in prange(n):
+        i = rows[r]
+        acc = np.zeros(n_fun, dtype=np.float32)
+        codes = np.empty(n_fun, dtype=np.int32)
+        buckets = np.empty(hf.l, dtype=np.int32)
+        w = weights[i]
+        for j in range(d):
+            v = w[j]
+            if v != 0.0:
+                for f in range(n_fun):
+                    acc[f] += v * np.float32(proj[j, f])
+        bi = bias[i]
+        e = np.float32(mips_extra(w, bi, m2))
+        for f in range(n_fun):
+            a = acc[f] + bi * pb[f] + e * pe[f]
+            codes[f] = 1 if a > 0.0 else 0
+        pack_codes(hf, codes, buckets)
+        for t in range(hf.l):
+            out[t, r] = buckets[t]
+
+
+@njit(cache=True, parallel=True)
+def _pack_signs_mips(hf, z, weights, bias, m2, rows, out, lo):
+    # z float32 (m, k*l): the weight rows' projections (rows lo..lo+m-1 of ``rows``); add the
+    # bias and extra coordinates' terms and pack the signs into out[t, lo + r]
+    shift = np.uint64(hf.code_bits if hf.packing == PACK_CONCAT else 2)
+    pb = hf.mips_proj[0]
+    pe = hf.mips_proj[1]
+    for r in prange(z.shape[0]):
+        i = rows[lo + r]
+        bi = bias[i]
+        e = np.float32(mips_extra(weights[i], bi, m2))
+        for t in range(hf.l):
+            b = np.uint64(0)
+            for j in range(hf.k):
+                f = t * hf.k + j
+                a = z[r, f] + bi * pb[f] + e * pe[f]
+                b = (b << shift) + np.uint64(1 if a > 0.0 else 0)
+            out[t, lo + r] = fold_packed(hf, b)
+
+
+def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray, m: float,
+                   rows: np.ndarray, out: np.ndarray) -> None:
+    """Buckets of neurons under the inner-product transform, parallel over rows.
+
+    Row ``i`` is hashed as SimHash of ``[w_i, b_i, sqrt(M^2 - |w_i|^2 - b_i^2)]`` (the extra
+    coordinate 0 where the norm exceeds ``m``): ``R[:, :D] w + R[:, D] b + R[:, D+1] e``, with
+    no transformed copy of the weights. 64 rows or more go through one BLAS product per chunk
+    of rows (as :func:`hash_rows`), fewer through a per-row kernel; the two agree except where
+    a projection rounds to the other side of zero.
+
+    Parameters
+    ----------
+    hf : HashFunctions
+        SimHash functions drawn with ``mips=True``: ``proj`` (D, k*l) for the weights,
+        ``mips_proj`` (2, k*l) for the bias and the extra coordinate.
+    weights : numpy.ndarray
+        float32 (n, D), C-contiguous: the neurons' weight rows.
+    bias : numpy.ndarray
+        float32 (n,): their biases.
+    m : float
+        The transform's M (>= the norms of the rows to get an exact transform).
+    rows : numpy.ndarray
+        int32 (r,), rows to hash.
+    out : numpy.ndarray
+        int32 (l, r), output: ``out[t, q]`` is the bucket of row ``rows[q]`` in table ``t``.
+    """
+    if (hf.family != FAMILY_SIMHASH or hf.dim != weights.shape[1]
+            or hf.mips_proj.shape != (2, hf.k * hf.l)):
+        raise ValueError("the inner-product transform needs SimHash functions drawn with "
+                         f"mips=True over D = {weights.shape[1]} coordinates; got family "
+                         f"{hf.family}, dim {hf.dim}, mips_proj {hf.mips_proj.shape}")
+    m2 = float(m) * float(m)
+    if rows.shape[0] < 64:
+        _hash_rows_mips(hf, weights, bias, m2, rows, out)
+        return
+    proj = hf.proj.astype(np.float32)
+    z = np.empty((min(_BLAS_CHUNK, rows.shape[0]), hf.k * hf.l), dtype=np.float32)
+    for lo in range(0, rows.shape[0], _BLAS_CHUNK):
+        hi = min(rows.shape[0], lo + _BLAS_CHUNK)
+        np.matmul(weights[rows[lo:hi]], proj, out=z[: hi - lo])
+        _pack_signs_mips(hf, z[: hi - lo], weights, bias, m2, rows, out, lo)
+
+
+def mips_norm(weights: np.ndarray, bias: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Largest norm of ``[w_i, b_i]`` over ``rows`` (None: every row), the transform's M.
+
+    ``weights`` float32 (n, D), ``bias`` float32 (n,); sums in float64, one chunk of rows at a
+    time (no copy of the whole matrix).
+    """
+    n = weights.shape[0] if rows is None else rows.shape[0]
+    best = 0.0
+    for lo in range(0, n, _BLAS_CHUNK):
+        sel = slice(lo, min(n, lo + _BLAS_CHUNK)) if rows is None else rows[lo: lo + _BLAS_CHUNK]
+        w = weights[sel].astype(np.float64)
+        b = bias[sel].astype(np.float64)
+        if w.shape[0]:
+            best = max(best, float(np.sqrt(np.einsum("ij,ij->i", w, w) + b * b).max()))
+    return best

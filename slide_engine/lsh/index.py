@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from .families import HashFunctions, make_hash_functions
-from .hashing import hash_rows
+from .hashing import hash_rows, hash_rows_mips, mips_norm
 from .rng import make_states
 from .selection import (
     SelectPolicy,
@@ -16,6 +16,7 @@ from .selection import (
     make_scratch,
     out_capacity,
     query_dense,
+    query_dense_mips,
     query_sparse,
 )
 from .tables import (
@@ -70,6 +71,16 @@ class LSHIndex:
     order : {"random", "ascending"}
         Insertion order of a build (see :mod:`~slide_engine.lsh.tables`): a fresh seeded
         shuffle per table and build, or ascending ids (full FIFO buckets then keep high ids).
+    mips : bool
+        Hash for inner products (SimHash only): neuron ``i`` is stored under SimHash of
+        ``[w_i, b_i, sqrt(M^2 - |w_i|^2 - b_i^2)]`` and a query ``h`` probes with
+        ``[h, 1, 0]`` (Neyshabur & Srebro's simple LSH: the angle of the transformed pair is
+        monotone in ``w_i . h + b_i``). The hash functions get Gaussian projections of the two
+        extra coordinates (``mips_proj``); every build, rebuild, redraw and re-insert then
+        needs the biases. ``M`` (:attr:`mips_m`) is the largest norm of ``[w_i, b_i]`` at the
+        last full build (:meth:`build`, :meth:`redraw`, :meth:`rebuild` without ``changed``);
+        an incremental :meth:`rebuild` or :meth:`reinsert` keeps it, and a neuron whose norm
+        has grown past it gets the extra coordinate 0 until the next full build.
     **family_options
         ``packing``, ``bin_size``, ``code_bits``, ``simhash_density``, ``minhash_topk`` (see
         :func:`~slide_engine.lsh.families.make_hash_functions`).
@@ -78,16 +89,40 @@ class LSHIndex:
     def __init__(self, n_neurons: int, dim: int, family: str = "dwta", k: int = 6,
                  l: int = 50, n_buckets: int = 2**18, capacity: int = 128,  # noqa: E741
                  replacement: str = "fifo", seed: int = 0, n_threads: int | None = None,
-                 order: str = "random", **family_options: object) -> None:
+                 order: str = "random", mips: bool = False,
+                 **family_options: object) -> None:
+        if mips and family != "simhash":
+            raise ValueError(f"mips (inner-product hashing) needs family 'simhash', not "
+                             f"{family!r}")
         self.n_neurons, self.dim = int(n_neurons), int(dim)
+        self.mips = bool(mips)
+        #: the transform's M: largest norm of [w, b] at the last full build (mips only)
+        self.mips_m = 0.0
         self.family, self.family_options = family, dict(family_options)
         self.k, self.l, self.n_threads = int(k), int(l), n_threads
         self.seed = int(seed)
         self.hash_functions: HashFunctions = make_hash_functions(
-            family, self.dim, self.k, self.l, n_buckets, self.seed, **family_options)
+            family, self.dim, self.k, self.l, n_buckets, self.seed, mips=self.mips,
+            **family_options)
         self.tables: TableArrays = allocate_tables(
             self.n_neurons, self.l, self.hash_functions.n_buckets, capacity, replacement,
             make_states(self.seed + 1, self.l), order=order)
+
+    def _hash(self, weights: np.ndarray, bias: np.ndarray | None, rows: np.ndarray,
+              out: np.ndarray) -> None:
+        if not self.mips:
+            hash_rows(self.hash_functions, weights, rows, out)
+            return
+        hash_rows_mips(self.hash_functions, weights, self._checked_bias(bias), self.mips_m,
+                       rows, out)
+
+    def _checked_bias(self, bias: np.ndarray | None) -> np.ndarray:
+        if bias is None:
+            raise ValueError("mips tables hash [w, b]: pass the biases (bias=...)")
+        if bias.dtype != np.float32 or bias.shape != (self.n_neurons,):
+            raise ValueError(f"bias must be float32 of shape ({self.n_neurons},), got "
+                             f"{bias.dtype} {bias.shape}")
+        return bias
 
     @property
     def nbytes(self) -> int:
@@ -100,15 +135,21 @@ class LSHIndex:
         with numba_threads(self.n_threads):
             return table_coverage(self.tables)
 
-    def build(self, weights: np.ndarray) -> None:
-        """Hash every row of ``weights`` (float32 (n, d), C-contiguous) and rebuild all tables."""
+    def build(self, weights: np.ndarray, bias: np.ndarray | None = None) -> None:
+        """Hash every row of ``weights`` (float32 (n, d), C-contiguous) and rebuild all tables.
+
+        ``bias`` float32 (n,): the neurons' biases (mips only); a full build takes ``M``.
+        """
         _check_weights(weights, self.n_neurons, self.dim)
+        if self.mips:
+            self.mips_m = mips_norm(weights, self._checked_bias(bias))
         rows = np.arange(self.n_neurons, dtype=np.int32)
         with numba_threads(self.n_threads):
-            hash_rows(self.hash_functions, weights, rows, self.tables.bucket_of)
+            self._hash(weights, bias, rows, self.tables.bucket_of)
             build_tables(self.tables)
 
-    def rebuild(self, weights: np.ndarray, changed: np.ndarray | None = None) -> None:
+    def rebuild(self, weights: np.ndarray, changed: np.ndarray | None = None,
+                bias: np.ndarray | None = None) -> None:
         """Rebuild all tables, re-hashing only the rows in ``changed`` (None: every row).
 
         A row whose weights did not change since the last build keeps its buckets in
@@ -125,16 +166,18 @@ class LSHIndex:
             float32 (n, d), C-contiguous: every neuron's row.
         changed : numpy.ndarray or None
             int (m,): distinct rows whose weights changed since the last build.
+        bias : numpy.ndarray, optional
+            float32 (n,), the biases (mips only; an incremental rebuild keeps ``M``).
         """
         if changed is None:
-            self.build(weights)
+            self.build(weights, bias)
             return
         _check_weights(weights, self.n_neurons, self.dim)
         rows = self._checked_rows(changed)
         with numba_threads(self.n_threads):
             if rows.size:
                 new_buckets = np.empty((self.l, rows.size), dtype=np.int32)
-                hash_rows(self.hash_functions, weights, rows, new_buckets)
+                self._hash(weights, bias, rows, new_buckets)
                 self.tables.bucket_of[:, rows] = new_buckets
             build_tables(self.tables)
 
@@ -146,8 +189,9 @@ class LSHIndex:
             raise ValueError("rows must be distinct")
         return rows
 
-    def redraw(self, weights: np.ndarray, seed: int) -> None:
-        """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d).
+    def redraw(self, weights: np.ndarray, seed: int, bias: np.ndarray | None = None) -> None:
+        """Draw new hash functions from ``seed`` and rebuild from ``weights`` (n, d) (and
+        ``bias`` (n,), mips only).
 
         The tables' RNG streams (insertion order, reservoir) restart from ``seed`` too, so the
         result equals a fresh index built with that seed."""
@@ -155,16 +199,18 @@ class LSHIndex:
         self.tables.rng[:] = make_states(self.seed + 1, self.l)
         self.hash_functions = make_hash_functions(
             self.family, self.dim, self.k, self.l, self.hash_functions.n_buckets, self.seed,
-            **self.family_options)
-        self.build(weights)
+            mips=self.mips, **self.family_options)
+        self.build(weights, bias)
 
-    def reinsert(self, weights: np.ndarray, rows: np.ndarray) -> None:
-        """Re-hash ``rows`` (distinct neuron ids, (m,)) of ``weights`` (n, d) and move them."""
+    def reinsert(self, weights: np.ndarray, rows: np.ndarray,
+                 bias: np.ndarray | None = None) -> None:
+        """Re-hash ``rows`` (distinct neuron ids, (m,)) of ``weights`` (n, d) and move them
+        (``bias`` (n,): mips only; ``M`` is kept)."""
         _check_weights(weights, self.n_neurons, self.dim)
         rows = self._checked_rows(rows)
         new_buckets = np.empty((self.l, rows.size), dtype=np.int32)
         with numba_threads(self.n_threads):
-            hash_rows(self.hash_functions, weights, rows, new_buckets)
+            self._hash(weights, bias, rows, new_buckets)
             reinsert(self.tables, rows, new_buckets)
 
     def bucket(self, table: int, bucket: int) -> np.ndarray:
@@ -211,6 +257,8 @@ class LSHIndex:
         out = np.empty(out_capacity(policy, self.tables, labels.size), dtype=np.int32)
         hf, tb = self.hash_functions, self.tables
         if isinstance(x, tuple):
+            if self.mips:
+                raise ValueError("mips tables take a dense query")
             idx = np.ascontiguousarray(x[0], dtype=np.int32)
             val = np.ascontiguousarray(x[1], dtype=np.float32)
             if idx.shape != val.shape or idx.ndim != 1 or (idx.size and (
@@ -222,5 +270,6 @@ class LSHIndex:
             x = np.ascontiguousarray(x, dtype=np.float32)
             if x.shape != (self.dim,):
                 raise ValueError(f"x must have shape ({self.dim},), got {x.shape}")
-            n = query_dense(hf, tb, policy, x, labels, weights, scratch, 0, out)
+            query = query_dense_mips if self.mips else query_dense
+            n = query(hf, tb, policy, x, labels, weights, scratch, 0, out)
         return out[:n].copy()

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from .families import HashFunctions, hash_scratch_sizes
-from .hashing import hash_dense, hash_sparse
+from .hashing import hash_dense, hash_dense_mips, hash_sparse
 from .rng import make_states, randint
 from .tables import TableArrays, bucket_ids
 
@@ -489,6 +489,24 @@ def query_dense(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy, x:
     if policy.kind == POLICY_RANDOM:
         return select_random(labels, policy.budget, scr, tid, out)
     hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
+    return select_active(policy, tables, scr.buckets[tid], labels, scr, tid, out)
+
+
+@njit(cache=True)
+def query_dense_mips(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
+                     x: np.ndarray, labels: np.ndarray, weights: np.ndarray, scr: SelectScratch,
+                     tid: int, out: np.ndarray) -> int:
+    """:func:`query_dense` for tables built under the inner-product transform.
+
+    The query ``x`` (float32 (D,)) is hashed as ``[x, 1, 0]`` by
+    :func:`~slide_engine.lsh.hashing.hash_dense_mips` (``hf`` spans D + 2 coordinates); the
+    policies that do not read the tables (random, exact-top-k) are as in :func:`query_dense`.
+    """
+    if policy.kind == POLICY_EXACT_TOPK:
+        return select_exact_topk(weights, x, labels, policy.budget, scr, tid, out)
+    if policy.kind == POLICY_RANDOM:
+        return select_random(labels, policy.budget, scr, tid, out)
+    hash_dense_mips(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
     return select_active(policy, tables, scr.buckets[tid], labels, scr, tid, out)
 
 

@@ -79,9 +79,9 @@ def test_sampler_rebuilds_only_neurons_whose_adam_count_moved(monkeypatch):
     hashed: list[int] = []
     rebuild = LSHIndex.rebuild
 
-    def spy(self, weights, changed=None):
+    def spy(self, weights, changed=None, bias=None):
         hashed.append(n if changed is None else len(changed))
-        rebuild(self, weights, changed)
+        rebuild(self, weights, changed, bias)
 
     monkeypatch.setattr(LSHIndex, "rebuild", spy)
     for step in range(1, 9):
