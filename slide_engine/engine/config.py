@@ -99,6 +99,11 @@ class HashConfig:
     #: rebuild re-hashes every neuron with the new ``M``); otherwise incremental rebuilds keep
     #: ``M``. Not with ``center_tables`` or the mongoose schedule
     mips: bool = False
+    #: mips: norm ranging (Yan et al. 2018): a full rebuild splits the neurons by norm into
+    #: this many equal-size ranges, each hashed with its own largest norm as ``M`` (1: one
+    #: ``M``; a few grown frequent labels then set it and every other neuron's transformed
+    #: vector is nearly ``[0, ..., 0, 1]``: they crowd into the same buckets)
+    mips_ranges: int = 1
     #: threshold policy: keep neurons found in at least this many of the L probed buckets
     threshold: int = 2
     #: table maintenance: "reference" rebuilds every ``rebuild_every_samples`` training samples
@@ -272,3 +277,5 @@ def _check_mips(name: str, h: HashConfig, output_above_hidden: bool) -> None:
         raise ValueError(f"{name}.hash.mips does not combine with center_tables")
     if h.schedule == "mongoose":
         raise ValueError(f"{name}.hash.mips does not combine with the mongoose schedule")
+    if h.mips_ranges < 1:
+        raise ValueError(f"{name}.hash.mips_ranges must be >= 1")

@@ -35,7 +35,7 @@ from slide_engine.lsh import (
     TableArrays,
     hash_dense,
     make_policy,
-    mips_norm,
+    mips_norms,
     out_capacity,
     query_dense,
     query_dense_mips,
@@ -388,7 +388,8 @@ class LayerSampler:
         self.mongoose: MongoosePolicy | None = None
         self.index = LSHIndex(n_neurons, dim, cfg.family, cfg.k, cfg.l, cfg.n_buckets,
                               cfg.bucket_capacity, cfg.replacement, self._draw_seed(),
-                              order=cfg.insert_order, mips=cfg.mips, packing=cfg.packing,
+                              order=cfg.insert_order, mips=cfg.mips,
+                              mips_ranges=cfg.mips_ranges, packing=cfg.packing,
                               bin_size=cfg.bin_size)
         #: mips: returns the layer's biases, float32 (n_neurons,) (set by the network)
         self.neuron_bias: Callable[[], np.ndarray] | None = None
@@ -620,7 +621,7 @@ class LayerSampler:
 
         ``neuron_rows`` float32 (n_neurons, dim); ``row_step`` as in :meth:`maintain`. With
         ``cfg.mips`` a rebuild that would re-hash a neuron whose norm ``|[w, b]|`` now exceeds
-        the transform's ``M`` re-hashes every neuron instead, with ``M`` taken anew.
+        its ``M`` re-hashes every neuron instead, with ``M`` (and the norm ranges) taken anew.
         """
         changed = (
             None
@@ -629,7 +630,8 @@ class LayerSampler:
         )
         bias = self._bias()
         if (bias is not None and changed is not None and changed.size
-                and mips_norm(neuron_rows, bias, changed) > self.index.mips_m):
+                and np.any(mips_norms(neuron_rows, bias, changed)
+                           > self.index.mips_row_m[changed])):
             changed = None
             self.mips_full_rebuilds += 1
         self.index.rebuild(neuron_rows, changed, bias)
@@ -654,6 +656,7 @@ class LayerSampler:
         out[prefix + "cand_draws"] = np.array([self.cand_draws], dtype=np.int64)
         if self.index.mips:
             out[prefix + "mips_m"] = np.array([self.index.mips_m], dtype=np.float64)
+            out[prefix + "mips_row_m"] = self.index.mips_row_m
         if self.mongoose is not None:
             out.update(self.mongoose.state_dict(prefix + "mongoose."))
         return out
@@ -690,6 +693,7 @@ class LayerSampler:
             if prefix + "mips_m" not in state:
                 raise ValueError(f"{prefix}mips_m: absent; the state was not saved with mips")
             self.index.mips_m = float(np.asarray(state[prefix + "mips_m"])[0])
+            self.index.mips_row_m[:] = np.asarray(state[prefix + "mips_row_m"])
         self.scratch.mark[...] = 0
         self.scratch.stamp[...] = 0
         if self.mongoose is not None:

@@ -22,7 +22,8 @@ buckets per table, T threads)::
     hash_rows_mips(hf, weights (n, d) f32, bias (n,) f32, M, rows (m,) i32, out (l, m) i32)
     hash_dense_mips(hf, x (d,) f32, fbuf, codes, buckets (l,) i32)                   [njit]
     mips_extra(w (d,) f32, b, M^2) -> sqrt(max(M^2 - |w|^2 - b^2, 0))               [njit]
-    mips_norm(weights, bias, rows=None) -> largest |[w_i, b_i]| (M)
+    mips_norms(weights, bias, rows=None) -> |[w_i, b_i]| (m,) f64; mips_norm: their max (M)
+    mips_range_m(norms, ranges) -> each neuron's M: the largest norm of its equal-size range
     query_dense_mips(hf, tables, policy, x, labels, weights, scr, tid, out)          [njit]
 
     tables = allocate_tables(n, l, hf.n_buckets, capacity=128, replacement="fifo"|"reservoir",
@@ -48,9 +49,9 @@ buckets per table, T threads)::
 
     LSHIndex(n, d, family="dwta", k=6, l=50, n_buckets=2**18, capacity=128,
              replacement="fifo", seed=0, n_threads=None, order="random", mips=False,
-             **family_options)
+             mips_ranges=1, **family_options)
         .build(W, bias=None) .rebuild(W, changed=None, bias=None) .redraw(W, seed, bias=None)
-        .reinsert(W, rows, bias=None) .query(x, labels, policy, weights) .mips_m
+        .reinsert(W, rows, bias=None) .query(x, labels, policy, weights) .mips_m .mips_row_m
         .make_scratch(T) .bucket(t, b) .nbytes .hash_functions .tables
 
     ReferenceSchedule(rebuild_every=6400, redraw_every=128000),         # counted in samples
@@ -80,6 +81,8 @@ from .hashing import (
     hash_sparse,
     mips_extra,
     mips_norm,
+    mips_norms,
+    mips_range_m,
     pack_codes,
 )
 from .index import LSHIndex, numba_threads
@@ -124,7 +127,8 @@ __all__ = [
     "allocate_tables", "bucket_ids", "build_tables", "densify", "fold_packed", "hash_codes_dense",
     "hash_codes_sparse", "hash_dense", "hash_dense_mips", "hash_rows", "hash_rows_mips",
     "hash_scratch_sizes", "hash_sparse", "make_hash_functions", "make_policy", "make_scratch",
-    "mips_extra", "mips_norm", "numba_threads", "out_capacity", "pack_codes", "query_dense",
+    "mips_extra", "mips_norm", "mips_norms", "mips_range_m",
+    "numba_threads", "out_capacity", "pack_codes", "query_dense",
     "query_dense_mips", "query_sparse", "reinsert", "select_active",
     "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
     "select_topk_count", "select_union", "select_vanilla", "start_shared_topup",

@@ -525,7 +525,7 @@ def _hash_rows_mips(hf, weights, bias, m2, rows, out):
                 for f in range(n_fun):
                     acc[f] += v * np.float32(proj[j, f])
         bi = bias[i]
-        e = np.float32(mips_extra(w, bi, m2))
+        e = np.float32(mips_extra(w, bi, m2[i]))
         for f in range(n_fun):
             a = acc[f] + bi * pb[f] + e * pe[f]
             codes[f] = 1 if a > 0.0 else 0
@@ -544,7 +544,7 @@ def _pack_signs_mips(hf, z, weights, bias, m2, rows, out, lo):
     for r in prange(z.shape[0]):
         i = rows[lo + r]
         bi = bias[i]
-        e = np.float32(mips_extra(weights[i], bi, m2))
+        e = np.float32(mips_extra(weights[i], bi, m2[i]))
         for t in range(hf.l):
             b = np.uint64(0)
             for j in range(hf.k):
@@ -554,8 +554,8 @@ def _pack_signs_mips(hf, z, weights, bias, m2, rows, out, lo):
             out[t, lo + r] = fold_packed(hf, b)
 
 
-def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray, m: float,
-                   rows: np.ndarray, out: np.ndarray) -> None:
+def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray,
+                   m: float | np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """Buckets of neurons under the inner-product transform, parallel over rows.
 
     Row ``i`` is hashed as SimHash of ``[w_i, b_i, sqrt(M^2 - |w_i|^2 - b_i^2)]`` (the extra
@@ -573,8 +573,9 @@ def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray, m: 
         float32 (n, D), C-contiguous: the neurons' weight rows.
     bias : numpy.ndarray
         float32 (n,): their biases.
-    m : float
-        The transform's M (>= the norms of the rows to get an exact transform).
+    m : float or numpy.ndarray
+        The transform's M (>= the norms of the rows to get an exact transform), or float64
+        (n,), each neuron's own M (norm ranges: the M of the neuron's range).
     rows : numpy.ndarray
         int32 (r,), rows to hash.
     out : numpy.ndarray
@@ -585,7 +586,7 @@ def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray, m: 
         raise ValueError("the inner-product transform needs SimHash functions drawn with "
                          f"mips=True over D = {weights.shape[1]} coordinates; got family "
                          f"{hf.family}, dim {hf.dim}, mips_proj {hf.mips_proj.shape}")
-    m2 = float(m) * float(m)
+    m2 = np.square(np.broadcast_to(np.asarray(m, dtype=np.float64), (weights.shape[0],)))
     if rows.shape[0] < 64:
         _hash_rows_mips(hf, weights, bias, m2, rows, out)
         return
@@ -597,18 +598,50 @@ def hash_rows_mips(hf: HashFunctions, weights: np.ndarray, bias: np.ndarray, m: 
         _pack_signs_mips(hf, z[: hi - lo], weights, bias, m2, rows, out, lo)
 
 
-def mips_norm(weights: np.ndarray, bias: np.ndarray, rows: np.ndarray | None = None) -> float:
-    """Largest norm of ``[w_i, b_i]`` over ``rows`` (None: every row), the transform's M.
+def mips_norms(weights: np.ndarray, bias: np.ndarray,
+               rows: np.ndarray | None = None) -> np.ndarray:
+    """Norms of ``[w_i, b_i]`` over ``rows`` (None: every row): float64 (len(rows),).
 
     ``weights`` float32 (n, D), ``bias`` float32 (n,); sums in float64, one chunk of rows at a
     time (no copy of the whole matrix).
     """
     n = weights.shape[0] if rows is None else rows.shape[0]
-    best = 0.0
+    out = np.empty(n, dtype=np.float64)
     for lo in range(0, n, _BLAS_CHUNK):
-        sel = slice(lo, min(n, lo + _BLAS_CHUNK)) if rows is None else rows[lo: lo + _BLAS_CHUNK]
+        hi = min(n, lo + _BLAS_CHUNK)
+        sel = slice(lo, hi) if rows is None else rows[lo:hi]
         w = weights[sel].astype(np.float64)
         b = bias[sel].astype(np.float64)
-        if w.shape[0]:
-            best = max(best, float(np.sqrt(np.einsum("ij,ij->i", w, w) + b * b).max()))
-    return best
+        out[lo:hi] = np.sqrt(np.einsum("ij,ij->i", w, w) + b * b)
+    return out
+
+
+def mips_norm(weights: np.ndarray, bias: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Largest norm of ``[w_i, b_i]`` over ``rows`` (None: every row), the transform's M."""
+    norms = mips_norms(weights, bias, rows)
+    return float(norms.max()) if norms.size else 0.0
+
+
+def mips_range_m(norms: np.ndarray, ranges: int) -> np.ndarray:
+    """Each neuron's M under norm ranging (Yan et al. 2018): float64 (n,).
+
+    The neurons are split by norm into ``ranges`` groups of (nearly) equal size; a neuron's M
+    is the largest norm of its group (``ranges=1``: the largest norm overall). A norm far below
+    the overall largest would otherwise make ``[x, sqrt(M^2 - |x|^2)]`` nearly the same vector
+    for every small neuron (they all share buckets, whatever the query).
+
+    Parameters
+    ----------
+    norms : numpy.ndarray
+        float64 (n,), the norms of ``[w_i, b_i]`` (:func:`mips_norms`).
+    ranges : int
+        Number of groups (>= 1).
+    """
+    if ranges < 1:
+        raise ValueError(f"ranges must be >= 1, got {ranges}")
+    out = np.empty_like(norms, dtype=np.float64)
+    order = np.argsort(norms, kind="stable")
+    for group in np.array_split(order, min(ranges, max(1, norms.size))):
+        if group.size:
+            out[group] = norms[group].max()
+    return out

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from .families import HashFunctions, make_hash_functions
-from .hashing import hash_rows, hash_rows_mips, mips_norm
+from .hashing import hash_rows, hash_rows_mips, mips_norms, mips_range_m
 from .rng import make_states
 from .selection import (
     SelectPolicy,
@@ -81,6 +81,10 @@ class LSHIndex:
         last full build (:meth:`build`, :meth:`redraw`, :meth:`rebuild` without ``changed``);
         an incremental :meth:`rebuild` or :meth:`reinsert` keeps it, and a neuron whose norm
         has grown past it gets the extra coordinate 0 until the next full build.
+    mips_ranges : int
+        mips: norm ranging (Yan et al. 2018). A full build splits the neurons by norm into this
+        many equal-size groups and hashes each with its group's largest norm as its M
+        (:attr:`mips_row_m`; 1: one M for all).
     **family_options
         ``packing``, ``bin_size``, ``code_bits``, ``simhash_density``, ``minhash_topk`` (see
         :func:`~slide_engine.lsh.families.make_hash_functions`).
@@ -89,7 +93,7 @@ class LSHIndex:
     def __init__(self, n_neurons: int, dim: int, family: str = "dwta", k: int = 6,
                  l: int = 50, n_buckets: int = 2**18, capacity: int = 128,  # noqa: E741
                  replacement: str = "fifo", seed: int = 0, n_threads: int | None = None,
-                 order: str = "random", mips: bool = False,
+                 order: str = "random", mips: bool = False, mips_ranges: int = 1,
                  **family_options: object) -> None:
         if mips and family != "simhash":
             raise ValueError(f"mips (inner-product hashing) needs family 'simhash', not "
@@ -98,6 +102,11 @@ class LSHIndex:
         self.mips = bool(mips)
         #: the transform's M: largest norm of [w, b] at the last full build (mips only)
         self.mips_m = 0.0
+        self.mips_ranges = int(mips_ranges)
+        if self.mips_ranges < 1:
+            raise ValueError(f"mips_ranges must be >= 1, got {mips_ranges}")
+        #: each neuron's M (float64 (n,)): its norm range's largest norm at the last full build
+        self.mips_row_m = np.zeros(self.n_neurons if mips else 0, dtype=np.float64)
         self.family, self.family_options = family, dict(family_options)
         self.k, self.l, self.n_threads = int(k), int(l), n_threads
         self.seed = int(seed)
@@ -113,7 +122,7 @@ class LSHIndex:
         if not self.mips:
             hash_rows(self.hash_functions, weights, rows, out)
             return
-        hash_rows_mips(self.hash_functions, weights, self._checked_bias(bias), self.mips_m,
+        hash_rows_mips(self.hash_functions, weights, self._checked_bias(bias), self.mips_row_m,
                        rows, out)
 
     def _checked_bias(self, bias: np.ndarray | None) -> np.ndarray:
@@ -142,7 +151,9 @@ class LSHIndex:
         """
         _check_weights(weights, self.n_neurons, self.dim)
         if self.mips:
-            self.mips_m = mips_norm(weights, self._checked_bias(bias))
+            norms = mips_norms(weights, self._checked_bias(bias))
+            self.mips_row_m = mips_range_m(norms, self.mips_ranges)
+            self.mips_m = float(norms.max(initial=0.0))
         rows = np.arange(self.n_neurons, dtype=np.int32)
         with numba_threads(self.n_threads):
             self._hash(weights, bias, rows, self.tables.bucket_of)

@@ -7,6 +7,7 @@
 - The queries: with the threshold policy at 1 (no top-up) a sample's active set is its labels
   plus the members of the buckets that NumPy SimHash of ``[h, 1, 0]`` gives, ``h`` the
   hidden activations computed in NumPy.
+- Norm ranges (``mips_ranges``): each neuron is hashed with its range's M, at least its norm.
 - Training lowers the loss; a resume from the state dict continues bit-identically (``M``
   travels with the state) and a save/load round trip keeps ``M``.
 - Validation: another family, a hidden layer, centred tables or the mongoose schedule with
@@ -56,7 +57,7 @@ def numpy_buckets(hf, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (bits * weights).sum(axis=2).T, np.abs(z).reshape(n, hf.l, hf.k).min(axis=2).T
 
 
-def transformed(w: np.ndarray, b: np.ndarray, m: float) -> np.ndarray:
+def transformed(w: np.ndarray, b: np.ndarray, m: float | np.ndarray) -> np.ndarray:
     x = np.hstack([w, b[:, None]]).astype(np.float64)
     return np.hstack([x, np.sqrt(np.maximum(m * m - (x * x).sum(axis=1), 0.0))[:, None]])
 
@@ -66,15 +67,21 @@ def assert_tables_hash_the_transform(net: SlideNetwork) -> None:
     index = net._samplers[len(net.layers) - 1].index
     norms = np.sqrt((out.w.astype(np.float64) ** 2).sum(axis=1) + out.b.astype(np.float64) ** 2)
     assert index.mips_m >= norms.max() * (1 - 1e-12)
-    want, margin = numpy_buckets(index.hash_functions, transformed(out.w, out.b, index.mips_m))
+    assert np.all(index.mips_row_m >= norms * (1 - 1e-12))  # each neuron within its M
+    if index.mips_ranges == 1:
+        assert np.all(index.mips_row_m == index.mips_m)
+    want, margin = numpy_buckets(index.hash_functions,
+                                 transformed(out.w, out.b, index.mips_row_m))
     clear = margin > 1e-5
     assert clear.mean() > 0.98
     assert np.array_equal(index.tables.bucket_of[clear], want[clear])
 
 
-def test_tables_hold_the_transformed_neurons_after_build_and_each_rebuild(tiny):
+@pytest.mark.parametrize("ranges", [1, 3])
+def test_tables_hold_the_transformed_neurons_after_build_and_each_rebuild(tiny, ranges):
     train = tiny[0]
-    net = network(train)
+    net = network(train, dataclasses.replace(CONFIG, output=OutputConfig(
+        sampled=True, hash=dataclasses.replace(HASH, mips_ranges=ranges))))
     assert_tables_hash_the_transform(net)
     first_m = net._samplers[1].index.mips_m
     for rows in batches(train.n_points, 8):
@@ -129,6 +136,7 @@ def test_resume_and_save_load_keep_m(tiny, tmp_path):
         net.train_batch(rows)
     state = {key: value.copy() for key, value in net.state_dict().items()}
     assert state["lsh1.mips_m"][0] == net._samplers[1].index.mips_m
+    assert np.array_equal(state["lsh1.mips_row_m"], net._samplers[1].index.mips_row_m)
     net.save(tmp_path / "net.npz")
     loaded = SlideNetwork.load(tmp_path / "net.npz")
     assert loaded._samplers[1].index.mips_m == net._samplers[1].index.mips_m
@@ -149,6 +157,7 @@ def test_resume_and_save_load_keep_m(tiny, tmp_path):
     (dict(family="dwta"), "output.hash.mips .*'simhash' only"),
     (dict(center_tables=2), "output.hash.mips does not combine with center_tables"),
     (dict(schedule="mongoose"), "output.hash.mips does not combine with the mongoose"),
+    (dict(mips_ranges=0), "output.hash.mips_ranges must be >= 1"),
 ])
 def test_mips_settings_that_cannot_work_are_errors(change, message):
     with pytest.raises(ValueError, match=message):

@@ -30,6 +30,7 @@ from slide_engine.lsh import (
     hash_scratch_sizes,
     make_hash_functions,
     mips_norm,
+    mips_range_m,
 )
 
 
@@ -39,7 +40,7 @@ def spearman(a: np.ndarray, c: np.ndarray) -> float:
     return float(np.corrcoef(ra, rc)[0, 1])
 
 
-def transformed(w: np.ndarray, b: np.ndarray, m: float) -> np.ndarray:
+def transformed(w: np.ndarray, b: np.ndarray, m: float | np.ndarray) -> np.ndarray:
     x = np.hstack([w, b[:, None]]).astype(np.float64)
     extra = np.sqrt(np.maximum(m * m - (x * x).sum(axis=1), 0.0))
     return np.hstack([x, extra[:, None]])
@@ -127,12 +128,42 @@ def test_incremental_rebuild_keeps_m_and_zeroes_the_extra_coordinate_of_grown_ne
     assert_buckets_equal(index.tables.bucket_of, want, margin)
 
 
+def test_norm_ranges_give_each_neuron_its_range_largest_norm():
+    n, d, ranges = 403, 12, 5
+    w, b = neurons(n, d, 6)
+    index = LSHIndex(n, d, family="simhash", k=6, l=8, n_buckets=2**18, mips=True,
+                     mips_ranges=ranges, seed=2)
+    index.build(w, b)
+    norms = np.sqrt((w.astype(np.float64) ** 2).sum(axis=1) + b.astype(np.float64) ** 2)
+    order = np.argsort(norms, kind="stable")
+    want_m = np.empty(n)
+    sizes = [n // ranges + (i < n % ranges) for i in range(ranges)]  # equal sizes, +-1
+    at = 0
+    for size in sizes:
+        group = order[at: at + size]
+        want_m[group] = norms[group].max()
+        at += size
+    assert np.allclose(index.mips_row_m, want_m, rtol=1e-12)
+    assert np.unique(index.mips_row_m).size == ranges
+    assert np.allclose(mips_range_m(norms, 1), norms.max())
+    want, margin = numpy_buckets(index.hash_functions, transformed(w, b, index.mips_row_m))
+    assert_buckets_equal(index.tables.bucket_of, want, margin)
+    # without ranges the small neurons' transformed vectors crowd together: with them, the
+    # tables keep more distinct buckets per table
+    one = LSHIndex(n, d, family="simhash", k=6, l=8, n_buckets=2**18, mips=True, seed=2)
+    one.build(w, b)
+    distinct = [np.unique(ix.tables.bucket_of[t]).size for ix in (one, index) for t in range(8)]
+    assert np.mean(distinct[8:]) > np.mean(distinct[:8])
+
+
 def test_mips_tables_need_simhash_and_the_biases():
     with pytest.raises(ValueError, match="simhash"):
         LSHIndex(10, 4, family="dwta", k=2, l=2, mips=True)
     index = LSHIndex(10, 4, family="simhash", k=2, l=2, mips=True)
     with pytest.raises(ValueError, match="bias"):
         index.build(np.ones((10, 4), np.float32))
+    with pytest.raises(ValueError, match="mips_ranges"):
+        LSHIndex(10, 4, family="simhash", k=2, l=2, mips=True, mips_ranges=0)
     plain = make_hash_functions("simhash", 4, 2, 2, 64, 0)
     with pytest.raises(ValueError, match="mips=True"):
         hash_rows_mips(plain, np.ones((10, 4), np.float32), np.ones(10, np.float32), 3.0,
