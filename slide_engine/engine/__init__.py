@@ -17,7 +17,8 @@ API::
                 adam="lazy", accumulate="auto", eval_chunk_mb=256)
     HashConfig(family="simhash", k=9, l=50, n_buckets=2**18, bucket_capacity=128,
                replacement="fifo", insert_order="random", packing="concat", bin_size=8,
-               policy="union", min_active=1000, topup="shared", center_tables=0, threshold=2,
+               policy="union", min_active=1000, topup="shared", center_tables=0, mips=False,
+               mips_ranges=1, threshold=2,
                schedule="reference", rebuild_every_samples=6400,
                redraw_every_samples=128000, decay_first_samples=6400, decay_growth=1.5,
                mongoose=MongooseConfig())
@@ -65,6 +66,13 @@ Design decisions (see the modules for detail):
   onto one direction early in training, so every sample of a batch hashes to the same buckets;
   the last ``center_tables`` tables are then probed with the query minus the batch's mean query
   (``stats()``'s ``query_cos`` shows the collapse; docs/performance.md).
+- Inner-product hashing (``mips``, output layer, SimHash only, default off): the tables hash
+  each neuron's ``[w, b, sqrt(M^2 - |[w, b]|^2)]`` and the query ``[h, 1, 0]`` (Neyshabur &
+  Srebro's simple LSH), so a query's buckets hold the neurons with the largest logit rather
+  than the smallest angle; the extra coordinate is folded into the projection (no transformed
+  copy of the weights). ``M`` is taken at each full rebuild (a scheduled rebuild that would
+  re-hash a neuron grown past its ``M`` becomes one), per norm range with ``mips_ranges``;
+  measured as a lever against the collapsed phase in docs/slow-start.md.
 - Evaluation: a dense forward over every neuron of every layer, a BLAS product per chunk of
   points bounded by ``eval_chunk_mb``, then a parallel one-pass top-k (ties: lower id first).
 - Threads: importing the engine sets ``OMP_WAIT_POLICY=PASSIVE`` unless already set (numba's
