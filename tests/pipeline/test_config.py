@@ -126,6 +126,32 @@ def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path
         assert "--set eps=1.28e-06" in line
 
 
+@pytest.mark.slow
+def test_a_per_engine_eps_reaches_only_the_engines_it_names(tmp_path):
+    def eps_for_tf(config):
+        config["optimizer"] = {"adam": "lazy", "eps": {"tf-full": 1.28e-6, "tf-sampled": 2e-6}}
+
+    proc = snakemake("-n", "-p", "--forceall", "--configfile",
+                     str(write_config(tmp_path, eps_for_tf)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
+    assert any("python -m slide_engine" in ln for ln in commands)
+    for line in commands:
+        if "python -m slide_engine" in line:
+            assert "--set eps=" not in line, line  # the engine keeps its own 1e-8
+        elif "--model full" in line:
+            assert "--set eps=1.28e-06" in line, line
+        else:
+            assert "--set eps=2e-06" in line, line
+
+    def eps_for_unknown(config):
+        config["optimizer"] = {"adam": "lazy", "eps": {"tf-sampeld": 1e-6}}
+
+    proc = snakemake("-n", "--configfile", str(write_config(tmp_path, eps_for_unknown)))
+    assert proc.returncode != 0
+    assert "optimizer.eps.tf-sampeld" in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("configfile", CONFIGS)
 def test_shipped_configs_validate_against_the_schema(configfile):
     jsonschema = pytest.importorskip("jsonschema")

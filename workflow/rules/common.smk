@@ -99,11 +99,23 @@ def check_engines(methods):
             )
 
 
+def check_optimizer(optimizer):
+    """A per-engine `optimizer.eps` names engines of the registry only."""
+    eps = optimizer.get("eps")
+    for engine in eps if isinstance(eps, dict) else ():
+        if engine not in METHODS:
+            raise ValueError(
+                f"optimizer.eps.{engine}: '{engine}' is not one of {list(METHODS)} "
+                "(the method registry, slide_bench/methods.py)"
+            )
+
+
 check_dataset_sources(config.get("datasets", {}))
 validate(config, schema="../schemas/config.schema.yaml")
 add_crossover_datasets(config)
 validate(config, schema="../schemas/config.schema.yaml")  # the sweep's datasets, defaults filled
 check_engines(config["methods"])
+check_optimizer(config["optimizer"])
 check_target(config)
 
 
@@ -263,7 +275,7 @@ def get_train_command(wildcards):
         "run.batch_size": budget["batch_size"],
         "run.eval_points": budget["eval_points"],
         **engine.settings,  # what makes the engine this registry method (none for the plain ones)
-        **get_optimizer_settings(),
+        **get_optimizer_settings(spec["engine"]),
         **spec["set"],  # a method's own `set` overrides the shared optimiser
     }
     if budget["eval_every_s"] is not None:
@@ -273,14 +285,17 @@ def get_train_command(wildcards):
     return shlex.join(argv)
 
 
-def get_optimizer_settings():
+def get_optimizer_settings(engine):
     """Engine settings of the optimiser shared by every method of the grid, `optimizer.adam`
-    (and `optimizer.lr`, `optimizer.eps` when set); a method's `set` may override them."""
+    (and `optimizer.lr`, `optimizer.eps` when set) for a method of registry `engine`; `eps`
+    may name a value per engine (engines it leaves out keep their own); a method's `set` may
+    override them."""
     shared = config["optimizer"]
     settings = {"adam": shared["adam"]}
-    for key in ("lr", "eps"):
-        if shared[key] is not None:
-            settings[key] = shared[key]
+    eps = shared["eps"].get(engine) if isinstance(shared["eps"], dict) else shared["eps"]
+    for key, value in (("lr", shared["lr"]), ("eps", eps)):
+        if value is not None:
+            settings[key] = value
     return settings
 
 
