@@ -45,7 +45,8 @@ def _simhash(hf, x_idx, x_val, acc, codes):
 
 
 @njit(cache=True)
-def _simhash_dense(hf, x, acc, codes):
+def _project_dense(hf, x, acc):
+    # acc[:k*l] = the projections of the dense x's first hf.dim entries (zeros skipped)
     n_fun = hf.k * hf.l
     acc[:n_fun] = 0.0
     proj = hf.proj
@@ -55,7 +56,12 @@ def _simhash_dense(hf, x, acc, codes):
             row = proj[j]
             for f in range(n_fun):
                 acc[f] += v * np.float32(row[f])
-    for f in range(n_fun):
+
+
+@njit(cache=True)
+def _simhash_dense(hf, x, acc, codes):
+    _project_dense(hf, x, acc)
+    for f in range(hf.k * hf.l):
         codes[f] = 1 if acc[f] > 0.0 else 0
 
 
@@ -489,14 +495,7 @@ def hash_dense_mips(hf: HashFunctions, x: np.ndarray, fbuf: np.ndarray, codes: n
     """
     n_fun = hf.k * hf.l
     acc = fbuf
-    acc[:n_fun] = 0.0
-    proj = hf.proj
-    for j in range(hf.dim):
-        v = x[j]
-        if v != 0.0:
-            row = proj[j]
-            for f in range(n_fun):
-                acc[f] += v * np.float32(row[f])
+    _project_dense(hf, x, acc)
     pb = hf.mips_proj[0]  # the bias's constant input 1; the extra coordinate's 0 adds nothing
     for f in range(n_fun):
         acc[f] += pb[f]
