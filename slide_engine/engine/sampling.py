@@ -38,7 +38,6 @@ from slide_engine.lsh import (
     mips_norms,
     out_capacity,
     query_dense,
-    query_dense_mips,
     query_sparse,
     select_active,
     start_shared_topup,
@@ -60,7 +59,7 @@ _BUDGET_POLICIES = ("vanilla", "topk-count", "random", "exact-topk")
 @njit(cache=True)
 def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                       prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr, y_indices,
-                      with_labels, mips, ids, cnt):
+                      with_labels, ids, cnt):
     tid = numba.get_thread_id()
     m = prev_cnt[i]
     if prev_dense:
@@ -73,10 +72,6 @@ def _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, p
     r = rows[i]
     lo = y_indptr[r]
     hi = y_indptr[r + 1] if with_labels else lo
-    if mips:  # inner-product tables: the query is hashed as [x, 1, 0] (no centred tables)
-        cnt[i] = query_dense_mips(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid,
-                                  ids[i])
-        return
     if n_center == 0:
         cnt[i] = query_dense(hf, tables, policy, x, y_indices[lo:hi], weights, scr, tid, ids[i])
         return
@@ -100,7 +95,7 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
                         prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
                         xbuf: np.ndarray, center: np.ndarray, n_center: int,
                         cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
-                        y_indices: np.ndarray, with_labels: bool, mips: bool, ids: np.ndarray,
+                        y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
                         cnt: np.ndarray) -> None:
     """Active sets of a layer whose input is the previous layer's activations.
 
@@ -125,16 +120,13 @@ def select_dense_serial(hf: HashFunctions, tables: TableArrays, policy: SelectPo
         Dataset rows of the batch; ``y_indptr``/``y_indices`` their label CSR.
     with_labels : bool
         Put the sample's labels first (output layer in training).
-    mips : bool
-        The tables hash for inner products: probe with ``[x, 1, 0]``
-        (:func:`~slide_engine.lsh.query_dense_mips`); ``n_center`` must be 0.
     ids, cnt : int32 (B, cap), int32 (B,)
         Written: active ids and counts.
     """
     for i in range(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                           prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
-                          y_indices, with_labels, mips, ids, cnt)
+                          y_indices, with_labels, ids, cnt)
 
 
 @njit(cache=True, parallel=True)
@@ -143,13 +135,13 @@ def select_dense_parallel(hf: HashFunctions, tables: TableArrays, policy: Select
                           prev_cnt: np.ndarray, prev_val: np.ndarray, prev_dense: bool,
                           xbuf: np.ndarray, center: np.ndarray, n_center: int,
                           cbuckets: np.ndarray, rows: np.ndarray, y_indptr: np.ndarray,
-                          y_indices: np.ndarray, with_labels: bool, mips: bool,
-                          ids: np.ndarray, cnt: np.ndarray) -> None:
+                          y_indices: np.ndarray, with_labels: bool, ids: np.ndarray,
+                          cnt: np.ndarray) -> None:
     """Parallel twin of :func:`select_dense_serial`."""
     for i in prange(rows.shape[0]):
         _select_dense_one(i, hf, tables, policy, weights, scr, prev_ids, prev_cnt, prev_val,
                           prev_dense, xbuf, center, n_center, cbuckets, rows, y_indptr,
-                          y_indices, with_labels, mips, ids, cnt)
+                          y_indices, with_labels, ids, cnt)
 
 
 @njit(cache=True)
@@ -445,7 +437,7 @@ class LayerSampler:
         fn(self.index.hash_functions, self.index.tables,
            self.labels_only if uniform else self.policy, weights, scr, *prev, prev_dense,
            self.xbuf, self.center, 0 if uniform else n_center, self.cbuckets, rows, y_indptr,
-           y_indices, with_labels, self.index.mips, ids, cnt)
+           y_indices, with_labels, ids, cnt)
         extra_now = training and (
             self.cfg.extra_above_cos == 0.0 or query_cos > self.cfg.extra_above_cos
         )

@@ -24,7 +24,6 @@ buckets per table, T threads)::
     mips_extra(w (d,) f32, b, M^2) -> sqrt(max(M^2 - |w|^2 - b^2, 0))               [njit]
     mips_norms(weights, bias, rows=None) -> |[w_i, b_i]| (m,) f64; mips_norm: their max (M)
     mips_range_m(norms, ranges) -> each neuron's M: the largest norm of its equal-size range
-    query_dense_mips(hf, tables, policy, x, labels, weights, scr, tid, out)          [njit]
 
     tables = allocate_tables(n, l, hf.n_buckets, capacity=128, replacement="fifo"|"reservoir",
                              rng_states (l,) u64, order="random"|"ascending")
@@ -96,7 +95,6 @@ from .selection import (
     make_scratch,
     out_capacity,
     query_dense,
-    query_dense_mips,
     query_sparse,
     select_active,
     select_exact_topk,
@@ -129,7 +127,7 @@ __all__ = [
     "hash_scratch_sizes", "hash_sparse", "make_hash_functions", "make_policy", "make_scratch",
     "mips_extra", "mips_norm", "mips_norms", "mips_range_m",
     "numba_threads", "out_capacity", "pack_codes", "query_dense",
-    "query_dense_mips", "query_sparse", "reinsert", "select_active",
+    "query_sparse", "reinsert", "select_active",
     "select_exact_topk", "select_exact_topk_sparse", "select_random", "select_threshold",
     "select_topk_count", "select_union", "select_vanilla", "start_shared_topup",
     "table_coverage", "tables_nbytes",

@@ -16,7 +16,6 @@ from .selection import (
     make_scratch,
     out_capacity,
     query_dense,
-    query_dense_mips,
     query_sparse,
 )
 from .tables import (
@@ -281,6 +280,5 @@ class LSHIndex:
             x = np.ascontiguousarray(x, dtype=np.float32)
             if x.shape != (self.dim,):
                 raise ValueError(f"x must have shape ({self.dim},), got {x.shape}")
-            query = query_dense_mips if self.mips else query_dense
-            n = query(hf, tb, policy, x, labels, weights, scratch, 0, out)
+            n = query_dense(hf, tb, policy, x, labels, weights, scratch, 0, out)
         return out[:n].copy()

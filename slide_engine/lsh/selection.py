@@ -462,6 +462,9 @@ def query_dense(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy, x:
                 out: np.ndarray) -> int:
     """Hash a dense input and select its active neurons (the engine's per-sample call).
 
+    Tables built under the inner-product transform (``hf.mips_proj`` drawn) hash the query as
+    ``[x, 1, 0]`` (:func:`~slide_engine.lsh.hashing.hash_dense_mips`).
+
     Parameters
     ----------
     hf : HashFunctions
@@ -488,25 +491,10 @@ def query_dense(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy, x:
         return select_exact_topk(weights, x, labels, policy.budget, scr, tid, out)
     if policy.kind == POLICY_RANDOM:
         return select_random(labels, policy.budget, scr, tid, out)
-    hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
-    return select_active(policy, tables, scr.buckets[tid], labels, scr, tid, out)
-
-
-@njit(cache=True)
-def query_dense_mips(hf: HashFunctions, tables: TableArrays, policy: SelectPolicy,
-                     x: np.ndarray, labels: np.ndarray, weights: np.ndarray, scr: SelectScratch,
-                     tid: int, out: np.ndarray) -> int:
-    """:func:`query_dense` for tables built under the inner-product transform.
-
-    The query ``x`` (float32 (D,)) is hashed as ``[x, 1, 0]`` by
-    :func:`~slide_engine.lsh.hashing.hash_dense_mips` (``hf`` spans D + 2 coordinates); the
-    policies that do not read the tables (random, exact-top-k) are as in :func:`query_dense`.
-    """
-    if policy.kind == POLICY_EXACT_TOPK:
-        return select_exact_topk(weights, x, labels, policy.budget, scr, tid, out)
-    if policy.kind == POLICY_RANDOM:
-        return select_random(labels, policy.budget, scr, tid, out)
-    hash_dense_mips(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
+    if hf.mips_proj.shape[0]:  # inner-product tables: the query is hashed as [x, 1, 0]
+        hash_dense_mips(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
+    else:
+        hash_dense(hf, x, scr.fbuf[tid], scr.codes[tid], scr.buckets[tid])
     return select_active(policy, tables, scr.buckets[tid], labels, scr, tid, out)
 
 
