@@ -7,7 +7,8 @@
 - The importance-corrected softmax against a NumPy reference (loss and ``p - t``), and the
   correction's purpose: over many uniform top-ups the corrected normaliser's mean is the full
   softmax normaliser (Monte Carlo, 4 standard errors).
-- The uniform phase against a direct cosine computation of the batch's hidden activations.
+- The uniform phase against a direct cosine computation of the batch's hidden activations, and
+  the log-uniform phase (draws instead of the tables) against a twin sampler's draws.
 - Warm-up: one step with ``lr_warmup_steps=4`` equals one step with a quarter of the rate.
 """
 
@@ -283,6 +284,40 @@ def test_extra_draws_only_while_the_batch_queries_are_collapsed(sampler_kind):
     assert np.array_equal(cnt, cnt0)  # max(union, 700), as the plain union policy
     for i in range(BATCH):
         assert set(ids[i, : n_union[i]].tolist()) == set(ids0[i, : n_union[i]].tolist())
+
+
+def test_log_uniform_phase_replaces_the_tables_while_the_queries_are_collapsed():
+    # uniform_above_cos = extra_above_cos = 0.6 with log-uniform draws (the slide-lu-phase
+    # method): a batch above 0.6 gets each sample's labels plus the batch's draws it lacks,
+    # no table neuron and no floor (a sampled softmax); a batch below it exactly the plain
+    # union topped up to min_active. Oracle for the draws: a twin sampler's draw_candidates()
+    val, y = batch(11)
+    cfg = HashConfig(family="simhash", k=6, l=8, min_active=700, topup_extra=300,
+                     topup_sampler="log-uniform", uniform_above_cos=0.6, extra_above_cos=0.6)
+    sampler, twin = make_sampler(cfg), make_sampler(cfg)
+    counts = np.random.default_rng(12).poisson(2.0, N_NEURONS)
+    sampler.set_label_counts(counts)
+    twin.set_label_counts(counts)
+    n_lab = np.diff(y[0])
+    for query_cos in (0.95, 0.7):
+        ids, cnt = select(sampler, val, y, training=True, query_cos=query_cos)
+        cand = twin.draw_candidates()
+        assert sampler.last_uniform and sampler.last_extra
+        assert np.array_equal(sampler.found[:BATCH], n_lab)
+        for i in range(BATCH):
+            labels = y[1][y[0][i]: y[0][i + 1]]
+            assert set(ids[i, : n_lab[i]].tolist()) == set(labels.tolist())
+            want = [c for c in cand if c not in set(labels.tolist())]
+            assert ids[i, n_lab[i]: cnt[i]].tolist() == want
+    plain = make_sampler(HashConfig(family="simhash", k=6, l=8, min_active=700))
+    ids0, cnt0 = select(plain, val, y, training=True)
+    ids, cnt = select(sampler, val, y, training=True, query_cos=0.5)
+    assert not sampler.last_uniform and not sampler.last_extra
+    assert np.array_equal(cnt, cnt0)
+    found = sampler.found[:BATCH]
+    assert np.all(found > n_lab)  # the tables are probed again
+    for i in range(BATCH):
+        assert set(ids[i, : found[i]].tolist()) == set(ids0[i, : found[i]].tolist())
 
 
 def test_appending_drawn_neurons_is_the_same_on_one_thread_and_in_parallel():
