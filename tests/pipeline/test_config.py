@@ -118,12 +118,15 @@ def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
     assert commands
+    own_eps = method_eps(write_config(tmp_path, dense_for_one))
+    assert own_eps  # a method with its own eps (slide-lu-phase) is among them
     for line in commands:
         # the method's own setting comes last, so it wins over the shared rule
         want = "--set adam=lazy" if "--model full" in line else "--set adam=dense"
         assert line.split("--set adam=")[-1].split()[0] == want.split("=")[-1], line
         assert "--set lr=0.02" in line
-        assert "--set eps=1.28e-06" in line
+        eps = float(line.split("--set eps=")[-1].split()[0])
+        assert eps == own_eps.get(method_of(line), 1.28e-6), line
 
 
 @pytest.mark.slow
@@ -136,8 +139,12 @@ def test_a_per_engine_eps_reaches_only_the_engines_it_names(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
     assert any("python -m slide_engine" in ln for ln in commands)
+    own_eps = method_eps(write_config(tmp_path, eps_for_tf))
     for line in commands:
-        if "python -m slide_engine" in line:
+        if method_of(line) in own_eps:  # a method's own eps wins over the per-engine rule
+            assert line.count("--set eps=") == 1, line
+            assert float(line.split("--set eps=")[1].split()[0]) == own_eps[method_of(line)]
+        elif "python -m slide_engine" in line:
             assert "--set eps=" not in line, line  # the engine keeps its own 1e-8
         elif "--model full" in line:
             assert "--set eps=1.28e-06" in line, line
@@ -201,6 +208,19 @@ def test_a_method_eval_every_overrides_the_budget_and_peers_name_methods(tmp_pat
         proc.stdout + proc.stderr)
 
 
+def method_eps(path: Path) -> dict[str, float]:
+    """The methods of a config that set their own Adam eps, and the value."""
+    methods = yaml.safe_load(path.read_text())["methods"]
+    return {name: float(spec["set"]["eps"]) for name, spec in methods.items()
+            if "eps" in (spec.get("set") or {})}
+
+
+def method_of(command: str) -> str:
+    """The method of a dry-run train command, from its curve path."""
+    return re.search(r"--curve results/curves/[^/]+/(.+?)-(?:cpu|gpu)-t\d+-s\d+\.csv",
+                     command).group(1)
+
+
 def write_config(tmp_path: Path, change) -> Path:
     config = yaml.safe_load((REPO / "config/ci/config.yaml").read_text())
     change(config)
@@ -250,9 +270,12 @@ def test_schema_fills_defaults_of_omitted_sections(tmp_path):
     # defaults: cpu, 1 thread, seed 0, 60 training seconds (1000 epochs at most), eval every 50
     # iterations, batch 128, lazy Adam
     counts = job_counts(proc.stdout)
-    assert counts["train_cpu"] == 4 * 3
+    assert counts["train_cpu"] == 5 * 3
     assert "--threads 1 --seed 0 --epochs 1000 --dataset-name" in proc.stdout
     assert "--eval-every 50" in proc.stdout and "--set adam=lazy" in proc.stdout
     assert "--time-budget 60 " in proc.stdout
     assert "--set run.batch_size=128" in proc.stdout
-    assert "--set eps=" not in proc.stdout  # each engine's own eps unless the config names one
+    own_eps = method_eps(write_config(tmp_path, minimal))
+    for line in (ln for ln in proc.stdout.splitlines() if " train --" in ln):
+        # each engine's own eps unless the config or the method names one
+        assert ("--set eps=" in line) == (method_of(line) in own_eps), line
