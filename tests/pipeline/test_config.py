@@ -113,20 +113,19 @@ def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path
         config["optimizer"] = {"adam": "dense", "lr": 0.02, "eps": 1.28e-6}
         config["methods"]["tf-full"]["set"] = {"adam": "lazy"}
 
-    proc = snakemake("-n", "-p", "--forceall", "--configfile",
-                     str(write_config(tmp_path, dense_for_one)))
+    configfile = write_config(tmp_path, dense_for_one)
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", str(configfile))
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
     assert commands
-    own_eps = method_eps(write_config(tmp_path, dense_for_one))
+    own_eps = method_eps(configfile)
     assert own_eps  # a method with its own eps (slide-lu-phase) is among them
     for line in commands:
         # the method's own setting comes last, so it wins over the shared rule
         want = "--set adam=lazy" if "--model full" in line else "--set adam=dense"
         assert line.split("--set adam=")[-1].split()[0] == want.split("=")[-1], line
         assert "--set lr=0.02" in line
-        eps = float(line.split("--set eps=")[-1].split()[0])
-        assert eps == own_eps.get(method_of(line), 1.28e-6), line
+        assert last_eps(line) == own_eps.get(method_of(line), 1.28e-6), line
 
 
 @pytest.mark.slow
@@ -134,16 +133,16 @@ def test_a_per_engine_eps_reaches_only_the_engines_it_names(tmp_path):
     def eps_for_tf(config):
         config["optimizer"] = {"adam": "lazy", "eps": {"tf-full": 1.28e-6, "tf-sampled": 2e-6}}
 
-    proc = snakemake("-n", "-p", "--forceall", "--configfile",
-                     str(write_config(tmp_path, eps_for_tf)))
+    configfile = write_config(tmp_path, eps_for_tf)
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", str(configfile))
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
     assert any("python -m slide_engine" in ln for ln in commands)
-    own_eps = method_eps(write_config(tmp_path, eps_for_tf))
+    own_eps = method_eps(configfile)
     for line in commands:
         if method_of(line) in own_eps:  # a method's own eps wins over the per-engine rule
             assert line.count("--set eps=") == 1, line
-            assert float(line.split("--set eps=")[1].split()[0]) == own_eps[method_of(line)]
+            assert last_eps(line) == own_eps[method_of(line)]
         elif "python -m slide_engine" in line:
             assert "--set eps=" not in line, line  # the engine keeps its own 1e-8
         elif "--model full" in line:
@@ -221,6 +220,11 @@ def method_of(command: str) -> str:
                      command).group(1)
 
 
+def last_eps(command: str) -> float:
+    """The Adam eps a train command runs with (the last `--set eps=`, which wins)."""
+    return float(command.split("--set eps=")[-1].split()[0])
+
+
 def write_config(tmp_path: Path, change) -> Path:
     config = yaml.safe_load((REPO / "config/ci/config.yaml").read_text())
     change(config)
@@ -265,7 +269,8 @@ def test_schema_fills_defaults_of_omitted_sections(tmp_path):
         for key in ("grid", "budget", "target", "optimizer"):
             config.pop(key)
 
-    proc = snakemake("-n", "-p", "--forceall", "--configfile", str(write_config(tmp_path, minimal)))
+    configfile = write_config(tmp_path, minimal)
+    proc = snakemake("-n", "-p", "--forceall", "--configfile", str(configfile))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # defaults: cpu, 1 thread, seed 0, 60 training seconds (1000 epochs at most), eval every 50
     # iterations, batch 128, lazy Adam
@@ -275,7 +280,7 @@ def test_schema_fills_defaults_of_omitted_sections(tmp_path):
     assert "--eval-every 50" in proc.stdout and "--set adam=lazy" in proc.stdout
     assert "--time-budget 60 " in proc.stdout
     assert "--set run.batch_size=128" in proc.stdout
-    own_eps = method_eps(write_config(tmp_path, minimal))
+    own_eps = method_eps(configfile)
     for line in (ln for ln in proc.stdout.splitlines() if " train --" in ln):
         # each engine's own eps unless the config or the method names one
         assert ("--set eps=" in line) == (method_of(line) in own_eps), line
