@@ -200,15 +200,16 @@ class SlideNetwork(TrainingStep, Instrumentation, Inference, Persistence):
             Training rows of one batch (only their number is used).
         """
         n = max(2, len(rows))
-        probe = SlideNetwork(_probe_config(self.config, n), seed=self.seed, threads=self.threads)
         data = _probe_data(n)
-        probe.prepare(data)
         order = np.arange(data.n_points)
-        for _ in range(2):  # step 1 rebuilds the tables, step 2 redraws the hash functions
-            probe.train_batch(order)
-        probe.predict_topk(data, 1)
-        if probe._samplers:
-            probe.predict_topk_lsh(data, 1)
+        for config in _probe_configs(self.config, n):
+            probe = SlideNetwork(config, seed=self.seed, threads=self.threads)
+            probe.prepare(data)
+            for _ in range(2):  # step 1 rebuilds the tables, step 2 redraws the hash functions
+                probe.train_batch(order)
+            probe.predict_topk(data, 1)
+            if probe._samplers:
+                probe.predict_topk_lsh(data, 1)
 
     # ------------------------------------------------------------------ helpers
 
@@ -257,6 +258,26 @@ def _probe_config(config: SlideConfig, batch: int) -> SlideConfig:
         h.mongoose.check_every, h.mongoose.threshold = 1, 1e-6
         h.center_tables = min(h.center_tables, h.l)  # still > 0: the centred kernel path
     return probe
+
+
+def _probe_configs(config: SlideConfig, batch: int) -> list[SlideConfig]:
+    # the probe, and when a batch's query cosine decides the active set (a threshold strictly
+    # inside (0, 1)), one probe on each side of it: the probe's own cosine takes one branch only,
+    # and the kernels of the other would compile inside the first timed steps that take it
+    probe = _probe_config(config, batch)
+    hashes = [spec.hash for spec in [*probe.hidden, probe.output]]
+    if not any(0.0 < h.uniform_above_cos < 1.0 or 0.0 < h.extra_above_cos < 1.0 for h in hashes):
+        return [probe]
+    above, below = copy.deepcopy(probe), copy.deepcopy(probe)
+    for spec in [*above.hidden, above.output]:  # every batch above a threshold below 1
+        h = spec.hash
+        h.uniform_above_cos = 0.0 if h.uniform_above_cos < 1.0 else 1.0
+        h.extra_above_cos = 0.0  # 0.0: the draws for every batch
+    for spec in [*below.hidden, below.output]:  # no batch above a threshold above 0
+        h = spec.hash
+        h.uniform_above_cos = 1.0
+        h.extra_above_cos = 1.0 if h.extra_above_cos > 0.0 else 0.0
+    return [above, below]
 
 
 def _probe_data(n: int) -> XCData:

@@ -112,6 +112,53 @@ def test_warmup_leaves_the_state_unchanged(tiny):
     assert_same_state(before, net.state_dict())
 
 
+# Run in a fresh interpreter: numba dispatchers gain a signature when a kernel is first compiled
+# (or loaded from the on-disk cache) in a process, so earlier tests cannot hide a kernel that
+# warm-up missed. After warm-up, batches on both sides of a query-cosine threshold must not add
+# one (a kernel compiled there would count its compile time as training time).
+_COMPILED_AFTER_WARMUP = """
+import sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from slide_bench.data import generate
+from slide_engine.engine import HashConfig, OutputConfig, SlideConfig, SlideNetwork
+
+def signatures():
+    return {f"{name}.{key}": len(value.signatures)
+            for name, module in list(sys.modules.items()) if name.startswith("slide_engine")
+            for key, value in vars(module).items() if isinstance(value, CPUDispatcher)}
+
+key, threshold = sys.argv[1], float(sys.argv[2])
+train = generate("tiny", 0)[0]
+hash_config = HashConfig(family="dwta", k=3, l=8, n_buckets=2**9, min_active=64,
+                         topup_extra=16, topup_sampler="log-uniform", **{key: threshold})
+net = SlideNetwork(SlideConfig(lr=1e-3, output=OutputConfig(sampled=True, hash=hash_config)),
+                   seed=5, threads=1)
+net.prepare(train)
+rows = np.arange(64)
+net.warmup(rows)
+before = signatures()
+sampler = net._samplers[len(net.layers) - 1]
+for side in (0.0, 1.0):  # every batch above the threshold, then none
+    setattr(sampler.cfg, key, side)
+    for _ in range(2):
+        net.train_batch(rows)
+print({k: v for k, v in signatures().items() if v != before.get(k, 0)})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["extra_above_cos", "uniform_above_cos"])
+def test_warmup_compiles_both_sides_of_a_query_cosine_threshold(key):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _COMPILED_AFTER_WARMUP, key, "0.9"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "{}", proc.stdout
+
+
 def test_save_and_load_predict_the_same(tiny, tmp_path):
     train, test = tiny
     net, _ = trained(train, 3)
