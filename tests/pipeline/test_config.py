@@ -119,7 +119,7 @@ def test_the_optimizer_rule_reaches_every_method_unless_it_overrides_it(tmp_path
     commands = [ln for ln in proc.stdout.splitlines() if " train --" in ln]
     assert commands
     own_eps = method_eps(configfile)
-    assert own_eps  # a method with its own eps (slide-lu-phase) is among them
+    assert own_eps  # a method with its own eps (slide-lu-collapsed) is among them
     for line in commands:
         # the method's own setting comes last, so it wins over the shared rule
         want = "--set adam=lazy" if "--model full" in line else "--set adam=dense"

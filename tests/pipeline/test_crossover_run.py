@@ -20,8 +20,8 @@ def test_the_tiny_sweep_writes_the_crossover_table_and_figure(tmp_path):
     table = pd.read_csv(tmp_path / "results/crossover.csv")
     assert list(table.columns) == list(CROSSOVER_COLUMNS)
     assert sorted(zip(table["n_labels"], table["method"], strict=True)) == [
-        (200, "slide"), (200, "slide-lu-phase"), (200, "tf-full"),
-        (1800, "slide"), (1800, "slide-lu-phase"), (1800, "tf-full")]
+        (200, "slide"), (200, "slide-lu-collapsed"), (200, "tf-full"),
+        (1800, "slide"), (1800, "slide-lu-collapsed"), (1800, "tf-full")]
     assert (table["time_budget_s"] == 1.0).all() and (table["step_seconds"] > 0).all()
     peer = table[table["method"] == "tf-full"]
     finite = np.isfinite(peer["time_to_target_s"]) & (peer["reference_time_s"] > 0)

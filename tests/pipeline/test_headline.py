@@ -25,7 +25,7 @@ from slide_bench.report.series import time_to_target
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "config" / "ci" / "data"
 PEERS = ("tf-full", "tf-sampled-1pct", "tf-sampled-5pct", "tf-sampled-10pct", "slide-uniform",
-         "slide-lu-phase")
+         "slide-lu-collapsed")
 
 pytestmark = pytest.mark.slow
 
