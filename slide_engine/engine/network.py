@@ -189,6 +189,9 @@ class SlideNetwork(TrainingStep, Instrumentation, Inference, Persistence):
     def warmup(self, rows: np.ndarray) -> None:
         """Compile every kernel on a probe network; this network's state is not touched.
 
+        When a batch's query cosine decides the active set (``uniform_above_cos`` or
+        ``extra_above_cos`` strictly inside (0, 1)), two probes run, one on each side of it.
+
         The probe has this configuration (layer types, hash family, policy, schedule, thread
         count) on a tiny synthetic dataset: numba compiles by argument types, not sizes, so the
         probe compiles exactly the kernels training will call, at no memory cost (a snapshot of

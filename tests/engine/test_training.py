@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,9 +152,6 @@ print({k: v for k, v in signatures().items() if v != before.get(k, 0)})
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["extra_above_cos", "uniform_above_cos"])
 def test_warmup_compiles_both_sides_of_a_query_cosine_threshold(key):
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-c", _COMPILED_AFTER_WARMUP, key, "0.9"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
