@@ -271,16 +271,15 @@ def _probe_configs(config: SlideConfig, batch: int) -> list[SlideConfig]:
     hashes = [spec.hash for spec in [*probe.hidden, probe.output]]
     if not any(0.0 < h.uniform_above_cos < 1.0 or 0.0 < h.extra_above_cos < 1.0 for h in hashes):
         return [probe]
-    above, below = copy.deepcopy(probe), copy.deepcopy(probe)
-    for spec in [*above.hidden, above.output]:  # every batch above a threshold below 1
-        h = spec.hash
-        h.uniform_above_cos = 0.0 if h.uniform_above_cos < 1.0 else 1.0
-        h.extra_above_cos = 0.0  # 0.0: the draws for every batch
-    for spec in [*below.hidden, below.output]:  # no batch above a threshold above 0
-        h = spec.hash
-        h.uniform_above_cos = 1.0
-        h.extra_above_cos = 1.0 if h.extra_above_cos > 0.0 else 0.0
-    return [above, below]
+    below = copy.deepcopy(probe)
+    for h in hashes:  # every batch above: the uniform phase if it is on, the draws every batch
+        if h.uniform_above_cos < 1.0:
+            h.uniform_above_cos = 0.0
+        h.extra_above_cos = 0.0
+    for spec in [*below.hidden, below.output]:  # no batch above (0.0 keeps "draws always")
+        spec.hash.uniform_above_cos = 1.0
+        spec.hash.extra_above_cos = 1.0 if spec.hash.extra_above_cos > 0.0 else 0.0
+    return [probe, below]
 
 
 def _probe_data(n: int) -> XCData:
